@@ -1,0 +1,115 @@
+"""``arxiv-stream worker`` and ``arxiv-stream tail`` (a subscriber users can copy)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+
+import orjson
+
+from cli.services import services
+from core.errors import MessageError
+from core.schemas import decode_classified
+from core.settings import Settings
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = sub.add_parser("worker", help="run one classification worker (Faust agent)")
+    worker.set_defaults(handler=_worker)
+
+    tail = sub.add_parser("tail", help="print messages from classified-papers")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest message")
+    tail.add_argument("--limit", type=int, default=None, help="stop after N messages")
+    tail.add_argument("--json", action="store_true", help="print each message as JSON")
+    tail.add_argument(
+        "--idle-exit", type=float, default=None, metavar="S",
+        help="exit after S seconds without a message (default: run until Ctrl-C)",
+    )  # fmt: skip
+    tail.add_argument("--topic", default=None, help="another topic (e.g. the dead-letter topic)")
+    tail.set_defaults(handler=_tail)
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.worker import run_worker  # torch and Faust load only for this command
+
+    with services(settings, need_kafka=True) as found:
+        run_worker(
+            settings.model_copy(update={"kafka_bootstrap_servers": found.kafka_bootstrap}),
+            found.database_url,
+        )
+    return 0
+
+
+def format_line(value: bytes) -> str:
+    """One human line per classified paper."""
+    try:
+        msg = decode_classified(value)
+    except MessageError:
+        return value.decode("utf-8", errors="replace")
+    mark = "" if msg.agrees_with_declared in (None, True) else "  (declared " + (
+        msg.categories[0] if msg.categories else "?"
+    ) + ")"
+    return (
+        f"{msg.arxiv_id}v{msg.version}  {msg.domain.label:<16} {msg.category.label:<18} "
+        f"{msg.category.score:.2f}  {msg.title[:70]}{mark}"
+    )
+
+
+async def tail_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool,
+    limit: int | None,
+    as_json: bool,
+    idle_exit_s: float | None,
+) -> int:
+    from broker.client import make_consumer
+
+    # A private group id per run: tail never steals partitions from anyone, and reading from
+    # the beginning or the end is decided by auto_offset_reset alone.
+    consumer = make_consumer(
+        settings,
+        topic,
+        group_id=f"arxiv-stream-tail-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    count = 0
+    try:
+        while limit is None or count < limit:
+            timeout_ms = int((idle_exit_s or 1.0) * 1000)
+            batch = await consumer.getmany(timeout_ms=timeout_ms)
+            if not batch and idle_exit_s is not None:
+                break
+            for records in batch.values():
+                for record in records:
+                    value = record.value or b""
+                    line = orjson.loads(value) if as_json else None
+                    print(orjson.dumps(line).decode() if as_json else format_line(value))
+                    count += 1
+                    if limit is not None and count >= limit:
+                        break
+            sys.stdout.flush()
+    finally:
+        await consumer.stop()
+    return count
+
+
+def _tail(args: argparse.Namespace, settings: Settings) -> int:
+    with services(settings, need_kafka=True) as found:
+        live = settings.model_copy(update={"kafka_bootstrap_servers": found.kafka_bootstrap})
+        asyncio.run(
+            tail_topic(
+                live,
+                args.topic or settings.topic_classified,
+                from_beginning=args.from_beginning,
+                limit=args.limit,
+                as_json=args.json,
+                idle_exit_s=args.idle_exit,
+            )
+        )
+    return 0

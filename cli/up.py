@@ -1,0 +1,182 @@
+"""``arxiv-stream up``: the whole product in one supervised process tree.
+
+    embedded PostgreSQL + Tansu (unless configured) -> migrations -> model (train one with
+    --snapshot if none is promoted) -> worker process + ingester process, restarted with
+    backoff if they die -> progress in the log -> Ctrl-C stops children, broker, database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker.client import ensure_topics
+from cli.services import services, write_running_state
+from core.errors import ModelNotFoundError
+from core.settings import Settings
+from db import migrate, repository
+from db.engine import create_async_engine_for
+from stream.model_holder import NO_MODEL_HELP
+
+log = logging.getLogger("arxiv_stream.up")
+
+PROGRESS_EVERY_S = 10.0
+MAX_BACKOFF_S = 60.0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = sub.add_parser("up", help="run everything: services, worker, ingester")
+    up.add_argument(
+        "--replay", type=Path, default=None,
+        help="feed a saved RSS or OAI-PMH response instead of live arXiv",
+    )  # fmt: skip
+    up.add_argument(
+        "--snapshot", type=Path, default=None,
+        help="Kaggle-format file to train a model from when none is promoted",
+    )  # fmt: skip
+    up.add_argument("--source", choices=["rss", "oai"], default=None, help="live feed to poll")
+    up.add_argument("--workers", type=int, default=1, help="classification worker processes")
+    up.set_defaults(handler=_up)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    done: bool = False
+    """A child that exited 0 on purpose is not restarted."""
+    started_at: float = field(default=0.0)
+
+
+def replay_source(path: Path) -> str:
+    """``rss`` or ``oai``, from the first bytes of a saved response."""
+    head = path.read_bytes()[:2048].lower()
+    return "rss" if b"<rss" in head else "oai"
+
+
+def child_commands(args: argparse.Namespace, settings: Settings) -> list[Child]:
+    base = [sys.executable, "-m", "cli.main"]
+    children = [Child(f"worker-{i + 1}", [*base, "worker"]) for i in range(args.workers)]
+    if args.replay is not None:
+        source = replay_source(args.replay)
+        ingest = [*base, "ingest", source, "--file", str(args.replay.resolve()), "--loop"]
+    else:
+        ingest = [*base, "ingest", args.source or settings.ingest_source, "--loop"]
+    children.append(Child("ingester", ingest))
+    return children
+
+
+def _start(child: Child, env: dict[str, str]) -> None:
+    child.process = subprocess.Popen(child.argv, env=env)
+    child.started_at = time.monotonic()
+    log.info("started %s (pid %d)", child.name, child.process.pid)
+
+
+def _stop_all(children: list[Child], grace_s: float = 15.0) -> None:
+    for child in children:
+        if child.process and child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0fs; killing it", child.name, grace_s)
+            child.process.kill()
+            child.process.wait()
+
+
+async def _progress(database_url: str) -> str:
+    engine = create_async_engine_for(database_url)
+    try:
+        async with engine.connect() as conn:
+            counts = await repository.progress_counts(conn)
+    finally:
+        await engine.dispose()
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def supervise(children: list[Child], env: dict[str, str], database_url: str) -> None:
+    """Keep the children running until Ctrl-C / SIGTERM; restart crashed ones with backoff."""
+    stop = False
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    for child in children:
+        _start(child, env)
+    last_progress = 0.0
+    try:
+        while not stop:
+            now = time.monotonic()
+            for child in children:
+                if child.done or child.process is None:
+                    continue
+                code = child.process.poll()
+                if code is None:
+                    continue
+                if code == 0:
+                    log.info("%s finished", child.name)
+                    child.done = True
+                    continue
+                # A child that ran a while before dying gets a fresh backoff.
+                if now - child.started_at > 5 * MAX_BACKOFF_S:
+                    child.restarts = 0
+                delay = min(MAX_BACKOFF_S, 2.0**child.restarts)
+                child.restarts += 1
+                log.error("%s exited with %d; restarting in %.0fs", child.name, code, delay)
+                child.process = None
+                child.next_start = now + delay
+            for child in children:
+                if child.process is None and not child.done and now >= child.next_start:
+                    _start(child, env)
+            if now - last_progress >= PROGRESS_EVERY_S:
+                last_progress = now
+                try:
+                    log.info("progress: %s", asyncio.run(_progress(database_url)))
+                except Exception as exc:  # progress is informative only
+                    log.warning("progress unavailable: %s", exc)
+            time.sleep(0.5)
+    finally:
+        log.info("stopping %d processes", len(children))
+        _stop_all(children)
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.cmd_models import promoted_version, train_and_register
+
+    with services(settings, need_kafka=True, start_kafka=True) as found:
+        live = settings.model_copy(update={"kafka_bootstrap_servers": found.kafka_bootstrap})
+        migrate.upgrade(found.database_url)
+        asyncio.run(ensure_topics(live))
+        write_running_state(settings, found)
+        if asyncio.run(promoted_version(found.database_url)) is None:
+            if args.snapshot is None:
+                raise ModelNotFoundError(NO_MODEL_HELP)
+            log.info("no promoted model: training one from %s", args.snapshot)
+            train_and_register(live, found.database_url, snapshot=args.snapshot)
+        env = dict(os.environ)
+        env.update(
+            ARXIV_STREAM_DATABASE_URL=found.database_url,
+            ARXIV_STREAM_KAFKA_BOOTSTRAP_SERVERS=found.kafka_bootstrap or "",
+            ARXIV_STREAM_DATA_DIR=str(settings.data_dir),
+        )
+        supervise(child_commands(args, settings), env, found.database_url)
+    log.info("stopped")
+    return 0

@@ -1,0 +1,82 @@
+"""Holds the worker's current model and swaps it when another version is promoted.
+
+The agent calls ``current()`` at the start of every batch, so a swap always happens between
+batches: a batch is classified by exactly one model version and nothing is dropped or
+classified twice. Loading runs in a thread so the event loop keeps heart-beating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from core.errors import ModelNotFoundError
+from stream.pipeline import Classifier
+
+log = logging.getLogger(__name__)
+
+NO_MODEL_HELP = (
+    "no promoted model in the registry. Train one first:\n"
+    "  arxiv-stream train --snapshot ../shared/data/arxiv-sample/arxiv-metadata-sample.jsonl.gz\n"
+    "(or `arxiv-stream up --snapshot FILE`, which trains one when none exists)"
+)
+
+PromotedLookup = Callable[[], Awaitable[str | None]]
+Loader = Callable[[Path], Classifier]
+
+
+class ModelHolder:
+    def __init__(
+        self,
+        *,
+        models_dir: Path,
+        promoted_version: PromotedLookup,
+        loader: Loader,
+        poll_interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._models_dir = models_dir
+        self._promoted_version = promoted_version
+        self._loader = loader
+        self._poll_interval_s = poll_interval_s
+        self._clock = clock
+        self._model: Classifier | None = None
+        self._checked_at = float("-inf")
+
+    async def start(self) -> Classifier:
+        """Load the promoted model or refuse to start, saying how to make one."""
+        version = await self._promoted_version()
+        if version is None:
+            raise ModelNotFoundError(NO_MODEL_HELP)
+        self._model = await self._load(version)
+        self._checked_at = self._clock()
+        return self._model
+
+    async def current(self) -> Classifier:
+        """The model for the next batch; checks for a promotion at most every poll interval."""
+        if self._model is None:
+            return await self.start()
+        if self._clock() - self._checked_at >= self._poll_interval_s:
+            self._checked_at = self._clock()
+            try:
+                version = await self._promoted_version()
+            except Exception:  # a DB blip must not stop classification with the model we have
+                log.warning("could not check for a promoted model; keeping %s", self._model.version)
+                return self._model
+            if version is not None and version != self._model.version:
+                log.info("promoted model changed: %s -> %s", self._model.version, version)
+                try:
+                    self._model = await self._load(version)
+                except Exception:
+                    log.exception("could not load model %s; keeping %s", version, self._model.version)
+        return self._model
+
+    async def _load(self, version: str) -> Classifier:
+        path = self._models_dir / version
+        loop = asyncio.get_running_loop()
+        model = await loop.run_in_executor(None, self._loader, path)
+        log.info("model %s loaded from %s", model.version, path)
+        return model

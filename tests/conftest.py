@@ -1,0 +1,24 @@
+"""Session-wide fixtures. Real data is read from ../shared/data (or $ARXIV_STREAM_SHARED_DATA);
+it is never copied into the repository."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("ARXIV_STREAM_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.fail(f"real arXiv data not found at {path}; set ARXIV_STREAM_SHARED_DATA")
+    return path
