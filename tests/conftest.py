@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.fixtures_pg", "tests.fixtures_kafka"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -1,0 +1,406 @@
+"""Repository functions: every read and write the app makes, one statement (or a few in
+the caller's transaction) per batch.
+
+Each takes ``conn`` (an ``AsyncConnection``) first; the caller owns the transaction:
+
+    async with engine.begin() as conn:
+        fresh = await repository.upsert_papers(conn, papers, now=clock())
+
+Writes are idempotent upserts keyed on the canonical arXiv id, so at-least-once delivery
+never duplicates. The clock is injected (``now``); datetimes must be timezone-aware.
+Unreachable database: ``StorageError``, raised by the engine (see db/engine.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, any_, func, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import Text
+
+from core.errors import ModelNotFoundError
+from core.schemas import Paper
+from db import tables as t
+
+# Serialises promotions: two at once would both demote, then collide on the unique index.
+_PROMOTION_LOCK = 7_130_521_002
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One model's labels for one version of one paper (a row of ``labels``)."""
+
+    arxiv_id: str
+    version: int
+    model_version: str
+    domain: str
+    domain_score: float
+    category: str
+    category_score: float
+    top_k: dict[str, Any]
+    """``{"domain": [{"label": ..., "score": ...}], "category": [...]}``"""
+    agrees_with_declared: bool | None
+    labelled_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """A registered model version (a row of ``models``)."""
+
+    version: str
+    created_at: datetime
+    path: str
+    """Directory name under the models dir."""
+    embedder: str
+    metrics: dict[str, Any]
+    promoted: bool
+    promoted_at: datetime | None
+    decision: dict[str, Any] | None
+    """The retrain decision that judged this version, with both sets of numbers."""
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC datetime")
+    return value
+
+
+def _text_array(values: Iterable[str]) -> Any:
+    """A single ``text[]`` parameter: ``= ANY(:ids)`` stays one bind for any batch size."""
+    return literal(list(values), ARRAY(Text))
+
+
+# --- papers -----------------------------------------------------------------------------
+
+_PAPER_FIELDS = (
+    "version",
+    "title",
+    "abstract",
+    "authors",
+    "categories",
+    "primary_category",
+    "submitted",
+    "updated",
+    "doi",
+    "journal_ref",
+    "source",
+    "announce_type",
+)
+
+
+def _paper_row(paper: Paper, now: datetime) -> dict[str, Any]:
+    row = {name: getattr(paper, name) for name in _PAPER_FIELDS}
+    row["categories"] = list(paper.categories)
+    row |= {
+        "arxiv_id": paper.arxiv_id,
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "published_at": None,
+        "updated_at": now,
+    }
+    return row
+
+
+def _to_paper(row: Row[Any]) -> Paper:
+    fields = {name: getattr(row, name) for name in _PAPER_FIELDS if name != "primary_category"}
+    return Paper(arxiv_id=row.arxiv_id, **fields)
+
+
+def _highest_versions(items: Iterable[Paper]) -> list[Paper]:
+    """One paper per id, the highest version (first seen wins a tie), in input order.
+
+    ON CONFLICT cannot touch the same row twice in one statement.
+    """
+    best: dict[str, Paper] = {}
+    for paper in items:
+        kept = best.get(paper.arxiv_id)
+        if kept is None or paper.version > kept.version:
+            best[paper.arxiv_id] = paper
+    return list(best.values())
+
+
+async def upsert_papers(
+    conn: AsyncConnection, papers: Sequence[Paper], *, now: datetime
+) -> list[Paper]:
+    """Store papers; return those that are new or a newer version than stored.
+
+    Those are what the ingester must publish. A version already stored (or older) only
+    bumps ``last_seen_at``. A newer version replaces the metadata and clears
+    ``published_at`` (this version has not been published yet); ``first_seen_at`` stays.
+    """
+    now = _aware(now)
+    batch = _highest_versions(papers)
+    if not batch:
+        return []
+    new = insert(t.papers).excluded
+    upsert = (
+        insert(t.papers)
+        .on_conflict_do_update(
+            index_elements=[t.papers.c.arxiv_id],
+            set_={
+                **{name: new[name] for name in _PAPER_FIELDS},
+                "last_seen_at": new.last_seen_at,
+                "published_at": None,
+                "updated_at": new.updated_at,
+            },
+            where=new.version > t.papers.c.version,  # only a newer version rewrites the row
+        )
+        .returning(t.papers.c.arxiv_id)  # rows inserted or rewritten: the ones to publish
+    )
+    # Rows in id order: concurrent writers (ingester, workers) then lock rows in the same
+    # order and cannot deadlock each other.
+    ordered = sorted(batch, key=lambda paper: paper.arxiv_id)
+    result = await conn.execute(upsert, [_paper_row(paper, now) for paper in ordered])
+    fresh = set(result.scalars())
+    seen_again = [paper.arxiv_id for paper in batch if paper.arxiv_id not in fresh]
+    if seen_again:
+        await conn.execute(
+            update(t.papers)
+            .where(t.papers.c.arxiv_id == any_(_text_array(seen_again)))
+            .values(last_seen_at=now)
+        )
+    return [paper for paper in batch if paper.arxiv_id in fresh]
+
+
+async def mark_published(conn: AsyncConnection, arxiv_ids: Iterable[str], *, now: datetime) -> int:
+    """Record that these papers' current versions were just published; returns rows touched."""
+    ids = list(arxiv_ids)
+    if not ids:
+        return 0
+    result = await conn.execute(
+        update(t.papers)
+        .where(t.papers.c.arxiv_id == any_(_text_array(ids)))
+        .values(published_at=_aware(now))
+    )
+    return result.rowcount
+
+
+async def get_paper(conn: AsyncConnection, arxiv_id: str) -> Paper | None:
+    row = (await conn.execute(select(t.papers).where(t.papers.c.arxiv_id == arxiv_id))).first()
+    return _to_paper(row) if row else None
+
+
+async def papers_needing_labels(
+    conn: AsyncConnection, *, model_version: str, published_before: datetime, limit: int
+) -> list[Paper]:
+    """Papers whose current version has no label under ``model_version`` although they
+    were last published (or, never published, first seen) before ``published_before``.
+
+    The ingester publishes these again: the embedded broker keeps messages in memory only,
+    so a broker restart can lose them. Oldest first.
+    """
+    last_sent = func.coalesce(t.papers.c.published_at, t.papers.c.first_seen_at)
+    labelled = (
+        select(t.labels.c.arxiv_id)
+        .where(
+            t.labels.c.arxiv_id == t.papers.c.arxiv_id,
+            t.labels.c.version == t.papers.c.version,
+            t.labels.c.model_version == model_version,
+        )
+        .exists()
+    )
+    stmt = (
+        select(t.papers)
+        .where(~labelled, last_sent < _aware(published_before))
+        .order_by(last_sent, t.papers.c.arxiv_id)
+        .limit(limit)
+    )
+    return [_to_paper(row) for row in await conn.execute(stmt)]
+
+
+async def papers_for_relabel(
+    conn: AsyncConnection, *, since: datetime | None, batch: int
+) -> AsyncIterator[list[Paper]]:
+    """Every stored paper in pages of ``batch``, by id (keyset pagination, so the pages
+    stay cheap however deep). With ``since``: only papers whose arXiv date (latest
+    version, else v1, else when we first saw it) is at or after ``since``."""
+    p = t.papers.c
+    arxiv_date = func.coalesce(p.updated, p.submitted, p.first_seen_at)
+    after: str | None = None
+    while True:
+        stmt = select(t.papers).order_by(t.papers.c.arxiv_id).limit(batch)
+        if since is not None:
+            stmt = stmt.where(arxiv_date >= _aware(since))
+        if after is not None:
+            stmt = stmt.where(p.arxiv_id > after)
+        rows = (await conn.execute(stmt)).all()
+        if not rows:
+            return
+        yield [_to_paper(row) for row in rows]
+        if len(rows) < batch:
+            return
+        after = rows[-1].arxiv_id
+
+
+async def count_papers(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(t.papers))).scalar_one())
+
+
+async def progress_counts(conn: AsyncConnection) -> dict[str, int]:
+    """For progress lines: papers stored, published at least once (current version), and
+    labelled (current version) by the promoted model. Three counts, one round trip."""
+    p, lab, m = t.papers.c, t.labels.c, t.models.c
+    labelled = (
+        select(lab.arxiv_id)
+        .join(t.models, (m.version == lab.model_version) & m.promoted)
+        .where(lab.arxiv_id == p.arxiv_id, lab.version == p.version)
+        .exists()
+    )
+    stmt = select(
+        func.count().label("papers"),
+        func.count(p.published_at).label("published"),
+        func.count().filter(labelled).label("labelled"),
+    ).select_from(t.papers)
+    row = (await conn.execute(stmt)).one()
+    return {"papers": row.papers, "published": row.published, "labelled": row.labelled}
+
+
+# --- labels -----------------------------------------------------------------------------
+
+
+async def upsert_labels(conn: AsyncConnection, rows: Sequence[LabelRow]) -> int:
+    """Write a batch of labels in one statement; replaying it leaves one row per key.
+
+    Returns the number of distinct (arxiv_id, version, model_version) keys written.
+    """
+    by_key = {(row.arxiv_id, row.version, row.model_version): row for row in rows}  # last wins
+    if not by_key:
+        return 0
+    for row in by_key.values():
+        _aware(row.labelled_at)
+    stmt = insert(t.labels)
+    key = ("arxiv_id", "version", "model_version")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(key),
+        set_={c.name: stmt.excluded[c.name] for c in t.labels.columns if c.name not in key},
+    )
+    ordered = [by_key[key] for key in sorted(by_key)]  # id order: no deadlocks (see papers)
+    await conn.execute(stmt, [asdict(row) for row in ordered])
+    return len(by_key)
+
+
+async def get_labels(conn: AsyncConnection, arxiv_id: str) -> list[LabelRow]:
+    """Every label of one paper, all versions and models, newest first."""
+    stmt = (
+        select(t.labels)
+        .where(t.labels.c.arxiv_id == arxiv_id)
+        .order_by(t.labels.c.labelled_at.desc(), t.labels.c.version.desc())
+    )
+    return [LabelRow(**row._asdict()) for row in await conn.execute(stmt)]
+
+
+async def label_counts(conn: AsyncConnection, model_version: str) -> int:
+    """How many (paper, version) rows ``model_version`` has labelled."""
+    stmt = select(func.count()).where(t.labels.c.model_version == model_version)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+def _to_model(row: Row[Any]) -> ModelRow:
+    return ModelRow(**row._asdict())
+
+
+async def register_model(
+    conn: AsyncConnection,
+    *,
+    version: str,
+    created_at: datetime,
+    path: str,
+    embedder: str,
+    metrics: dict[str, Any],
+    promote: bool,
+) -> ModelRow:
+    """Add a model version (registering it again refreshes path, embedder and metrics).
+
+    ``promote=True`` also promotes it, with ``promoted_at = created_at``.
+    """
+    stmt = insert(t.models).values(
+        version=version,
+        created_at=_aware(created_at),
+        path=path,
+        embedder=embedder,
+        metrics=metrics,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.models.c.version],
+        set_={"path": path, "embedder": embedder, "metrics": metrics},
+    )
+    await conn.execute(stmt)
+    if promote:
+        await promote_model(conn, version, now=created_at)
+    row = await get_model(conn, version)
+    assert row is not None  # just written in this transaction
+    return row
+
+
+async def promote_model(
+    conn: AsyncConnection, version: str, *, now: datetime, decision: dict[str, Any] | None = None
+) -> None:
+    """Make ``version`` the promoted model and demote the previous one, atomically.
+
+    Run it inside the caller's transaction. Demote first: the unique index on promoted
+    rows is checked row by row, so a single UPDATE flipping both could trip it.
+    Promoting the promoted version again only refreshes ``promoted_at`` (and decision).
+    Raises ``ModelNotFoundError`` for an unknown version.
+    """
+    await conn.execute(select(func.pg_advisory_xact_lock(_PROMOTION_LOCK)))
+    if await get_model(conn, version) is None:
+        raise ModelNotFoundError(f"no model version {version!r} registered")
+    await conn.execute(
+        update(t.models)
+        .where(t.models.c.promoted, t.models.c.version != version)
+        .values(promoted=False)
+    )
+    values: dict[str, Any] = {"promoted": True, "promoted_at": _aware(now)}
+    if decision is not None:
+        values["decision"] = decision
+    await conn.execute(update(t.models).where(t.models.c.version == version).values(**values))
+
+
+async def record_decision(conn: AsyncConnection, version: str, decision: dict[str, Any]) -> None:
+    """Store the retrain decision on a model, promoted or not."""
+    result = await conn.execute(
+        update(t.models).where(t.models.c.version == version).values(decision=decision)
+    )
+    if result.rowcount == 0:
+        raise ModelNotFoundError(f"no model version {version!r} registered")
+
+
+async def promoted_model(conn: AsyncConnection) -> ModelRow | None:
+    row = (await conn.execute(select(t.models).where(t.models.c.promoted))).first()
+    return _to_model(row) if row else None
+
+
+async def get_model(conn: AsyncConnection, version: str) -> ModelRow | None:
+    row = (await conn.execute(select(t.models).where(t.models.c.version == version))).first()
+    return _to_model(row) if row else None
+
+
+async def list_models(conn: AsyncConnection) -> list[ModelRow]:
+    """Newest first."""
+    stmt = select(t.models).order_by(t.models.c.created_at.desc(), t.models.c.version.desc())
+    return [_to_model(row) for row in await conn.execute(stmt)]
+
+
+# --- ingest checkpoints -----------------------------------------------------------------
+
+
+async def get_checkpoint(conn: AsyncConnection, source: str) -> str | None:
+    stmt = select(t.ingest_checkpoints.c.value).where(t.ingest_checkpoints.c.source == source)
+    return (await conn.execute(stmt)).scalar_one_or_none()
+
+
+async def set_checkpoint(conn: AsyncConnection, source: str, value: str, *, now: datetime) -> None:
+    stmt = insert(t.ingest_checkpoints).values(source=source, value=value, updated_at=_aware(now))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.ingest_checkpoints.c.source],
+        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+    )
+    await conn.execute(stmt)

@@ -1,0 +1,225 @@
+"""Stream the Kaggle ``arxiv-metadata-oai-snapshot.json`` (JSON lines, plain or gzip) as Papers.
+
+    report = SnapshotReport()
+    for paper in read_snapshot("arxiv-metadata-oai-snapshot.json.gz", archives={"cs"},
+                               since=date(2020, 1, 1), report=report):
+        ...
+    print(report)   # read, yielded, skipped and why
+
+The file is read one line at a time, never whole. What memory grows with is the number of
+records, not their bytes: the set of ids seen (for de-duplication; ~300 MB measured for
+2.7 M ids, the size of the full snapshot) and the list of malformed lines.
+
+What real records look like (see ../shared/data/README.md) and what we do about it:
+
+* Any field but ``id``/``title``/``categories`` may be null. Lines without those three, or
+  that are not JSON objects, are recorded in ``report.malformed`` and skipped, never raised:
+  one bad line must not stop a multi-hour training read.
+* ``versions[].created`` comes as RFC 2822 (``Mon, 2 Apr 2007 19:18:42 GMT``) or as the
+  arXiv DB string (``2007-04-02 19:18:42``, zone not stated: taken as UTC).
+* ``versions`` may be null (version 1, no dates: ``update_date`` stands in), and in arXiv's
+  test-DB records it can lack early versions or be in string order (v1, v10, v11, v2, ...).
+  So version = the highest vN listed (the number of versions in a complete Kaggle record),
+  submitted = v1's date (None when v1 is not listed), updated = the highest vN's date.
+* ``is_withdrawn: true`` records are skipped. Repeated ids keep the first record.
+* ``since``/``until`` (inclusive days, UTC) filter on the v1 date (the earliest listed
+  version's when v1 is missing), else ``update_date``; records with no date at all are kept
+  and counted in ``report.undated``.
+* ``archives`` filters on the primary (first) category's archive, legacy names mapped
+  (``cmp-lg`` counts as ``cs``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+from pydantic import ValidationError
+
+from core.errors import MessageError
+from core.schemas import Paper
+from core.taxonomy import archive_of
+from ingest.text import clean_text
+
+log = logging.getLogger(__name__)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class SnapshotReport:
+    """What happened to every line. read = yielded + skipped_withdrawn + duplicates
+    + filtered + len(malformed), unless ``max_samples`` stopped the read early."""
+
+    read: int = 0
+    """Non-blank lines read."""
+    yielded: int = 0
+    skipped_withdrawn: int = 0
+    duplicates: int = 0
+    filtered: int = 0
+    """Dropped by ``since``/``until``/``archives``."""
+    undated: int = 0
+    """Records with no date at all (kept, and also counted in ``yielded``)."""
+    malformed: list[tuple[int, str]] = field(default_factory=list)
+    """(1-based line number, reason)."""
+
+    def __str__(self) -> str:
+        return (
+            f"read {self.read}, yielded {self.yielded} ({self.undated} undated), "
+            f"withdrawn {self.skipped_withdrawn}, duplicates {self.duplicates}, "
+            f"filtered {self.filtered}, malformed {len(self.malformed)}"
+        )
+
+
+class _Malformed(Exception):
+    pass
+
+
+def read_snapshot(
+    path: str | Path,
+    *,
+    max_samples: int | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    archives: Collection[str] | None = None,
+    report: SnapshotReport | None = None,
+) -> Iterator[Paper]:
+    """Yield the snapshot's papers (source="snapshot") in file order; see the module docstring.
+
+    ``report`` is filled in as the iterator advances; pass one in to see what was skipped.
+    """
+    report = report if report is not None else SnapshotReport()
+    wanted = {archive_of(a) for a in archives} if archives is not None else None
+    seen: set[str] = set()
+    with open(path, "rb") as raw:
+        for line_no, line in enumerate(_lines(raw), start=1):
+            if max_samples is not None and report.yielded >= max_samples:
+                break
+            if not line.strip():
+                continue
+            report.read += 1
+            try:
+                record = _record(line)
+                paper, day = _paper(record)
+            except _Malformed as exc:
+                report.malformed.append((line_no, str(exc)))
+                continue
+            if paper.arxiv_id in seen:
+                report.duplicates += 1
+                continue
+            seen.add(paper.arxiv_id)
+            if record.get("is_withdrawn") is True:
+                report.skipped_withdrawn += 1
+                continue
+            if not _wanted(paper, day, since, until, wanted):
+                report.filtered += 1
+                continue
+            if day is None:
+                report.undated += 1
+            report.yielded += 1
+            yield paper
+    log.info("snapshot %s: %s", path, report)
+
+
+def _lines(raw: BinaryIO) -> Iterator[bytes]:
+    """Lines of the file, gunzipped when it starts with gzip's magic bytes (not by name)."""
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic == _GZIP_MAGIC:
+        with gzip.GzipFile(fileobj=raw) as unzipped:
+            yield from unzipped
+    else:
+        yield from raw
+
+
+def _record(line: bytes) -> dict[str, Any]:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise _Malformed(f"bad JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise _Malformed(f"not a JSON object but {type(record).__name__}")
+    for key in ("id", "title", "categories"):
+        value = record.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise _Malformed(f"missing {key}")
+    return record
+
+
+def _paper(record: dict[str, Any]) -> tuple[Paper, datetime | None]:
+    """The Paper and the day it is filtered by (v1, else earliest version, else update_date)."""
+    try:
+        versions = _versions(record.get("versions"))
+        update_date = _day(record.get("update_date"))
+        paper = Paper(
+            arxiv_id=record["id"],
+            version=max(versions, default=1),
+            title=clean_text(record["title"]) or "",
+            abstract=clean_text(record.get("abstract")),
+            authors=clean_text(record.get("authors")),
+            categories=record["categories"].split(),
+            submitted=versions.get(1),
+            updated=versions[max(versions)] if versions else update_date,
+            doi=clean_text(record.get("doi")),
+            journal_ref=clean_text(record.get("journal-ref")),
+            source="snapshot",
+        )
+    except (ValidationError, MessageError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise _Malformed(f"{record['id']}: {exc}") from exc
+    return paper, versions[min(versions)] if versions else update_date
+
+
+def _versions(value: object) -> dict[int, datetime]:
+    """``[{"version": "v2", "created": ...}, ...]`` -> {2: datetime, ...} (null -> {})."""
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise ValueError(f"versions is a {type(value).__name__}")
+    versions = {}
+    for position, entry in enumerate(value, start=1):
+        number = int(str(entry.get("version") or f"v{position}").lstrip("v"))
+        versions[number] = _version_date(entry["created"])
+    return versions
+
+
+def _version_date(text: str) -> datetime:
+    """Both spellings seen in the data, as aware UTC datetimes."""
+    text = text.strip()
+    if text[:4].isdigit():  # arXiv DB: "2007-04-02 19:18:42", zone unstated -> UTC
+        value = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+    else:  # Kaggle / .abs: "Mon, 2 Apr 2007 19:18:42 GMT"
+        value = parsedate_to_datetime(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _day(value: object) -> datetime | None:
+    if not value:
+        return None
+    return datetime.combine(date.fromisoformat(str(value)), datetime.min.time(), tzinfo=UTC)
+
+
+def _wanted(
+    paper: Paper,
+    day: datetime | None,
+    since: date | None,
+    until: date | None,
+    archives: set[str] | None,
+) -> bool:
+    if archives is not None and archive_of(paper.categories[0]) not in archives:
+        return False
+    if day is None:
+        return True
+    if since is not None and day.date() < _as_day(since):
+        return False
+    return not (until is not None and day.date() > _as_day(until))
+
+
+def _as_day(value: date) -> date:
+    return value.date() if isinstance(value, datetime) else value
