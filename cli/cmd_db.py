@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from cli.services import services
+from cli.services import read_running_state, services
 from core.settings import Settings
 from db import migrate
 from db.engine import psql_url
@@ -19,9 +20,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     down = actions.add_parser("downgrade", help="revert migrations to REVISION")
     down.add_argument("revision")
     down.set_defaults(handler=_downgrade)
-    actions.add_parser("current", help="print the current revision").set_defaults(
-        handler=_current
-    )
+    actions.add_parser("current", help="print the current revision").set_defaults(handler=_current)
     actions.add_parser("url", help="print a URL psql accepts").set_defaults(handler=_url)
 
 
@@ -46,8 +45,13 @@ def _current(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _url(args: argparse.Namespace, settings: Settings) -> int:
-    # The embedded server started here (if none runs) keeps running for psql after we exit?
-    # No: it stops with us. `db url` is meant for a running `up`, or a configured database.
     with services(settings, need_kafka=False) as found:
         print(psql_url(found.database_url))
+    if settings.database_url_value() is None and read_running_state(settings) is None:
+        # The embedded server lives as long as a process holds it; we just let go of it.
+        print(
+            "note: no `arxiv-stream up` is running, so the embedded PostgreSQL is stopped; "
+            "start `up` first, then use this URL",
+            file=sys.stderr,
+        )
     return 0

@@ -20,8 +20,8 @@ from core.settings import Settings
 from db import repository
 from db.engine import create_async_engine_for
 from ingest.service import (
-    IngestStats,
     Ingester,
+    IngestStats,
     default_oai_from,
     oai_checkpoint_key,
     run_forever,

@@ -24,9 +24,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     tail.add_argument("--limit", type=int, default=None, help="stop after N messages")
     tail.add_argument("--json", action="store_true", help="print each message as JSON")
     tail.add_argument(
-        "--idle-exit", type=float, default=None, metavar="S",
+        "--idle-exit",
+        type=float,
+        default=None,
+        metavar="S",
         help="exit after S seconds without a message (default: run until Ctrl-C)",
-    )  # fmt: skip
+    )
     tail.add_argument("--topic", default=None, help="another topic (e.g. the dead-letter topic)")
     tail.set_defaults(handler=_tail)
 
@@ -48,9 +51,11 @@ def format_line(value: bytes) -> str:
         msg = decode_classified(value)
     except MessageError:
         return value.decode("utf-8", errors="replace")
-    mark = "" if msg.agrees_with_declared in (None, True) else "  (declared " + (
-        msg.categories[0] if msg.categories else "?"
-    ) + ")"
+    mark = (
+        ""
+        if msg.agrees_with_declared in (None, True)
+        else "  (declared " + (msg.categories[0] if msg.categories else "?") + ")"
+    )
     return (
         f"{msg.arxiv_id}v{msg.version}  {msg.domain.label:<16} {msg.category.label:<18} "
         f"{msg.category.score:.2f}  {msg.title[:70]}{mark}"

@@ -77,9 +77,9 @@ def write_running_state(settings: Settings, services: Services) -> Path:
 
 
 @contextmanager
-def services(settings: Settings, *, need_kafka: bool, start_kafka: bool = False) -> Iterator[
-    Services
-]:
+def services(
+    settings: Settings, *, need_kafka: bool, start_kafka: bool = False
+) -> Iterator[Services]:
     """Yield the URLs to use; embedded servers started here are stopped on exit
     (Kafka first: Tansu waits for its clients, PostgreSQL last)."""
     running = read_running_state(settings)

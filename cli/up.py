@@ -1,8 +1,8 @@
 """``arxiv-stream up``: the whole product in one supervised process tree.
 
-    embedded PostgreSQL + Tansu (unless configured) -> migrations -> model (train one with
-    --snapshot if none is promoted) -> worker process + ingester process, restarted with
-    backoff if they die -> progress in the log -> Ctrl-C stops children, broker, database.
+embedded PostgreSQL + Tansu (unless configured) -> migrations -> model (train one with
+--snapshot if none is promoted) -> worker process + ingester process, restarted with
+backoff if they die -> progress in the log -> Ctrl-C stops children, broker, database.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.client import ensure_topics
+from cli.dbcall import run_db
 from cli.services import services, write_running_state
 from core.errors import ModelNotFoundError
 from core.settings import Settings
 from db import migrate, repository
-from db.engine import create_async_engine_for
 from stream.model_holder import NO_MODEL_HELP
 
 log = logging.getLogger("arxiv_stream.up")
@@ -35,13 +35,17 @@ MAX_BACKOFF_S = 60.0
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser("up", help="run everything: services, worker, ingester")
     up.add_argument(
-        "--replay", type=Path, default=None,
+        "--replay",
+        type=Path,
+        default=None,
         help="feed a saved RSS or OAI-PMH response instead of live arXiv",
-    )  # fmt: skip
+    )
     up.add_argument(
-        "--snapshot", type=Path, default=None,
+        "--snapshot",
+        type=Path,
+        default=None,
         help="Kaggle-format file to train a model from when none is promoted",
-    )  # fmt: skip
+    )
     up.add_argument("--source", choices=["rss", "oai"], default=None, help="live feed to poll")
     up.add_argument("--workers", type=int, default=1, help="classification worker processes")
     up.set_defaults(handler=_up)
@@ -99,13 +103,8 @@ def _stop_all(children: list[Child], grace_s: float = 15.0) -> None:
             child.process.wait()
 
 
-async def _progress(database_url: str) -> str:
-    engine = create_async_engine_for(database_url)
-    try:
-        async with engine.connect() as conn:
-            counts = await repository.progress_counts(conn)
-    finally:
-        await engine.dispose()
+def _progress(database_url: str) -> str:
+    counts = run_db(database_url, repository.progress_counts)
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
@@ -149,7 +148,7 @@ def supervise(children: list[Child], env: dict[str, str], database_url: str) -> 
             if now - last_progress >= PROGRESS_EVERY_S:
                 last_progress = now
                 try:
-                    log.info("progress: %s", asyncio.run(_progress(database_url)))
+                    log.info("progress: %s", _progress(database_url))
                 except Exception as exc:  # progress is informative only
                     log.warning("progress unavailable: %s", exc)
             time.sleep(0.5)
@@ -166,7 +165,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         migrate.upgrade(found.database_url)
         asyncio.run(ensure_topics(live))
         write_running_state(settings, found)
-        if asyncio.run(promoted_version(found.database_url)) is None:
+        if promoted_version(found.database_url) is None:
             if args.snapshot is None:
                 raise ModelNotFoundError(NO_MODEL_HELP)
             log.info("no promoted model: training one from %s", args.snapshot)

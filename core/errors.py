@@ -1,16 +1,16 @@
 """The project's exception tree. Every error we raise on purpose derives from one root.
 
-    ArxivStreamError
-    ├── ConfigError            settings that cannot work (bad URL, unknown device, ...)
-    ├── FeedError              a response we fetched cannot be used
-    │   ├── FeedParseError     bytes that are not the XML/RSS we expected (malformed feed)
-    │   ├── OAIError           an OAI-PMH <error code=...> reply (code kept in .code)
-    │   └── FetchError         HTTP failure after the retry budget was spent
-    ├── MessageError           a Kafka message that cannot be decoded (poison message)
-    ├── ModelError
-    │   ├── ModelNotFoundError no promoted model / no such version / missing files
-    │   └── ModelFormatError   a model directory whose config or weights do not match
-    └── StorageError           the database refused or is unreachable
+ArxivStreamError
+├── ConfigError            settings that cannot work (bad URL, unknown device, ...)
+├── FeedError              a response we fetched cannot be used
+│   ├── FeedParseError     bytes that are not the XML/RSS we expected (malformed feed)
+│   ├── OAIError           an OAI-PMH <error code=...> reply (code kept in .code)
+│   └── FetchError         HTTP failure after the retry budget was spent
+├── MessageError           a Kafka message that cannot be decoded (poison message)
+├── ModelError
+│   ├── ModelNotFoundError no promoted model / no such version / missing files
+│   └── ModelFormatError   a model directory whose config or weights do not match
+└── StorageError           the database refused or is unreachable
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 import faust
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -79,13 +80,20 @@ def register_classifier(
     @app.agent(papers_topic, name="classify-papers")
     async def classify(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+        async for events in stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
+            settings.batch_size, within=settings.batch_within_s
+        ):
             messages = [RawMessage(_as_text(e.key), _as_bytes(e.value)) for e in events]
             model = await holder.current()
             result = await loop.run_in_executor(
                 None,
-                lambda: classify_batch(
-                    messages, model, topic=settings.topic_papers, top_k=settings.top_k, clock=clock
+                partial(
+                    classify_batch,
+                    messages,
+                    model,
+                    topic=settings.topic_papers,
+                    top_k=settings.top_k,
+                    clock=clock,
                 ),
             )
             if result.classified:
@@ -99,8 +107,9 @@ def register_classifier(
                 )
             log.info(
                 "batch: %d classified with %s, %d dead-lettered",
-                len(result.classified), model.version, len(result.dead_letters),
-            )  # fmt: skip
+                len(result.classified),
+                model.version,
+                len(result.dead_letters),
+            )
 
     return classify
-

@@ -71,7 +71,9 @@ class ModelHolder:
                 try:
                     self._model = await self._load(version)
                 except Exception:
-                    log.exception("could not load model %s; keeping %s", version, self._model.version)
+                    log.exception(
+                        "could not load model %s; keeping %s", version, self._model.version
+                    )
         return self._model
 
     async def _load(self, version: str) -> Classifier:

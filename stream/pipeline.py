@@ -47,9 +47,9 @@ def _scored(item: Scored) -> ScoredLabel:
     return ScoredLabel(label=item.label, score=round(float(item.score), 6))
 
 
-def to_classified(paper: Paper, prediction: Prediction, *, model_version: str, now: datetime) -> (
-    ClassifiedPaper
-):
+def to_classified(
+    paper: Paper, prediction: Prediction, *, model_version: str, now: datetime
+) -> ClassifiedPaper:
     declared = canonical_category(paper.primary_category) if paper.primary_category else None
     return ClassifiedPaper(
         arxiv_id=paper.arxiv_id,

@@ -39,9 +39,9 @@ async def promoted_version(settings: Settings, database_url: str) -> str | None:
         await engine.dispose()
 
 
-def build_worker(settings: Settings, database_url: str, *, web_port: int | None = None) -> (
-    faust.Worker
-):
+def build_worker(
+    settings: Settings, database_url: str, *, web_port: int | None = None
+) -> faust.Worker:
     engine = create_async_engine_for(database_url)
 
     async def lookup() -> str | None:

@@ -41,9 +41,9 @@ class StubClassifier:
         ]
 
 
-def _msg(arxiv_id: str, version: int = 1, title: str = "A title", cats: list[str] | None = None) -> (
-    RawMessage
-):
+def _msg(
+    arxiv_id: str, version: int = 1, title: str = "A title", cats: list[str] | None = None
+) -> RawMessage:
     paper = Paper(
         arxiv_id=arxiv_id,
         version=version,

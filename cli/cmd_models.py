@@ -1,0 +1,323 @@
+"""The model lifecycle on the command line: train, evaluate, predict, models, retrain, relabel.
+
+Files live in the registry directory (models/registry.py); which version is promoted lives
+in PostgreSQL (the ``models`` table), so every worker, on any machine, agrees on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cli.dbcall import run_db
+from cli.services import services
+from core.errors import ModelNotFoundError
+from core.settings import Settings
+from db import migrate, repository
+from db.repository import ModelRow
+from stream.model_holder import NO_MODEL_HELP
+
+if TYPE_CHECKING:
+    from training.train import TrainResult
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from cli import cmd_lifecycle
+
+    train = sub.add_parser("train", help="train a model from a Kaggle-format snapshot")
+    add_training_options(train)
+    train.add_argument("--promote", action="store_true", help="promote even if one is promoted")
+    train.set_defaults(handler=_train)
+
+    evaluate = sub.add_parser("evaluate", help="metrics of a model on a Kaggle-format file")
+    evaluate.add_argument("--snapshot", type=Path, required=True)
+    evaluate.add_argument("--model", default=None, help="version (default: the promoted one)")
+    evaluate.add_argument("--max-samples", type=int, default=None)
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = sub.add_parser("predict", help="classify one title + abstract")
+    predict.add_argument("--title", required=True)
+    predict.add_argument("--abstract", default="")
+    predict.add_argument("--model", default=None, help="version (default: the promoted one)")
+    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=_predict)
+
+    models = sub.add_parser("models", help="the model registry")
+    actions = models.add_subparsers(dest="models_command", required=True)
+    actions.add_parser("list", help="every registered version").set_defaults(handler=_list)
+    show = actions.add_parser("show", help="config, metrics and decision of one version")
+    show.add_argument("version", nargs="?", default=None, help="default: the promoted one")
+    show.set_defaults(handler=_show)
+    promote = actions.add_parser("promote", help="make VERSION the model every worker uses")
+    promote.add_argument("version")
+    promote.set_defaults(handler=_promote)
+
+    cmd_lifecycle.add_commands(sub)
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--snapshot", type=Path, required=True, help="Kaggle JSON lines (.gz ok)")
+    parser.add_argument("--head", choices=["auto", "logreg", "mlp"], default="auto")
+    parser.add_argument("--max-samples", type=int, default=None)
+    parser.add_argument("--split", choices=["stratified", "time"], default="stratified")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--variant", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+
+
+def promoted_version(database_url: str) -> str | None:
+    row = run_db(database_url, repository.promoted_model)
+    return row.version if row else None
+
+
+def _resolve_version(database_url: str, version: str | None) -> str:
+    if version:
+        return version
+    found = promoted_version(database_url)
+    if found is None:
+        raise ModelNotFoundError(NO_MODEL_HELP)
+    return found
+
+
+def train_and_register(
+    settings: Settings,
+    database_url: str,
+    *,
+    snapshot: Path,
+    options: argparse.Namespace | None = None,
+    force_promote: bool = False,
+) -> TrainResult:
+    """Train, write the bundle, register it; promote it if none is promoted yet (or asked)."""
+    from training.train import train_model
+
+    opts = options or argparse.Namespace()
+    now = utc_now()
+    result = train_model(
+        snapshot,
+        models_dir=settings.models_dir,
+        embedder_name=settings.embedder_model,
+        head=getattr(opts, "head", "auto"),
+        variant=getattr(opts, "variant", "auto"),
+        seed=getattr(opts, "seed", 13),
+        split=getattr(opts, "split", "stratified"),
+        max_samples=getattr(opts, "max_samples", None),
+        cache_dir=settings.embedding_cache_dir,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        now=now,
+    )
+    register(settings, database_url, result, now=now, force_promote=force_promote)
+    return result
+
+
+def register(
+    settings: Settings,
+    database_url: str,
+    result: TrainResult,
+    *,
+    now: datetime,
+    force_promote: bool = False,
+    allow_first: bool = True,
+) -> bool:
+    """Add a trained bundle to the ``models`` table; returns whether it was promoted.
+    The first model is promoted (``allow_first``) so a fresh system can start at once."""
+    promote = force_promote or (allow_first and promoted_version(database_url) is None)
+    config = json.loads((result.path / "config.json").read_text())
+    run_db(
+        database_url,
+        lambda conn: repository.register_model(
+            conn,
+            version=result.version,
+            created_at=now,
+            path=result.path.name,
+            embedder=config["embedder"]["model_id"],
+            metrics=result.metrics,
+            promote=promote,
+        ),
+    )
+    state = "promoted" if promote else "registered (not promoted)"
+    print(f"model {result.version} {state}: {result.path}")
+    return promote
+
+
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    with services(settings, need_kafka=False) as found:
+        migrate.upgrade(found.database_url)
+        train_and_register(
+            settings,
+            found.database_url,
+            snapshot=args.snapshot,
+            options=args,
+            force_promote=args.promote,
+        )
+    return 0
+
+
+def _load(settings: Settings, version: str) -> Any:
+    from models.classifier import PaperClassifier
+    from models.registry import version_dir
+
+    return PaperClassifier.load(
+        version_dir(settings.models_dir, version),
+        device=settings.device,
+        batch_size=settings.batch_size,
+    )
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """The evaluate JSON as a small table for people."""
+    lines = [f"{'space':<10} {'n':>6} {'acc':>6} {'macroF1':>8} {'top5':>6}"]
+    for space in ("domain", "group", "archive", "category"):
+        m = metrics.get(space)
+        if m:
+            lines.append(
+                f"{space:<10} {m['n']:>6} {m['accuracy']:>6.3f} {m['macro_f1']:>8.3f} "
+                f"{m['top5_accuracy']:>6.3f}"
+            )
+    cat = metrics.get("category") or {}
+    if cat:
+        lines.append(
+            f"category precision@1 {cat['precision_at_1']:.3f}   "
+            f"top-5 micro recall {cat['top5_micro_recall']:.3f}"
+        )
+    multi = metrics.get("categories")
+    if multi:
+        lines.append(
+            f"categories (multi-label) micro F1 {multi['micro_f1']:.3f} "
+            f"macro F1 {multi['macro_f1']:.3f}"
+        )
+    return "\n".join(lines)
+
+
+def evaluate_version(settings: Settings, version: str, papers: list[Any]) -> dict[str, Any]:
+    """Metrics of ``version`` on ``papers`` (embeddings through the shared cache)."""
+    from models.cache import EmbeddingCache
+    from training.evaluate import evaluate
+
+    classifier = _load(settings, version)
+    with EmbeddingCache(settings.embedding_cache_dir) as cache:
+        metrics = evaluate(classifier, papers, cache=cache)
+    metrics["model_version"] = version
+    return metrics
+
+
+def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.snapshot import read_snapshot
+
+    with services(settings, need_kafka=False) as found:
+        version = _resolve_version(found.database_url, args.model)
+    papers = list(read_snapshot(args.snapshot, max_samples=args.max_samples))
+    metrics = evaluate_version(settings, version, papers)
+    print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
+    return 0
+
+
+def _predict(args: argparse.Namespace, settings: Settings) -> int:
+    from core.schemas import Paper
+
+    with services(settings, need_kafka=False) as found:
+        version = _resolve_version(found.database_url, args.model)
+    classifier = _load(settings, version)
+    text = Paper(
+        arxiv_id="0000.00000",
+        version=1,
+        title=args.title,
+        abstract=args.abstract,
+        categories=[],
+        source="snapshot",
+    ).text
+    (prediction,) = classifier.predict_texts([text], top_k=args.top_k)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model_version": version,
+                    "domain": vars(prediction.domain),
+                    "category": vars(prediction.category),
+                    "domain_top_k": [vars(s) for s in prediction.domain_top_k],
+                    "category_top_k": [vars(s) for s in prediction.category_top_k],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"model {version}")
+    print(f"domain    {prediction.domain.label} ({prediction.domain.score:.3f})")
+    for rank, scored in enumerate(prediction.category_top_k, 1):
+        print(f"  {rank}. {scored.label:<20} {scored.score:.3f}")
+    return 0
+
+
+def _row_line(row: ModelRow) -> str:
+    metrics = (row.metrics or {}).get("test", row.metrics or {})
+    domain = metrics.get("domain", {}).get("accuracy")
+    p_at_1 = metrics.get("category", {}).get("precision_at_1")
+    shown = f"domain acc {domain:.3f}" if isinstance(domain, float) else "domain acc ?"
+    shown += f"  category P@1 {p_at_1:.3f}" if isinstance(p_at_1, float) else ""
+    mark = "*" if row.promoted else " "
+    return f"{mark} {row.version}  {row.created_at:%Y-%m-%d %H:%M}  {shown}"
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    with services(settings, need_kafka=False) as found:
+        rows = run_db(found.database_url, repository.list_models)
+    if not rows:
+        print("no models registered. " + NO_MODEL_HELP)
+        return 0
+    for row in rows:
+        print(_row_line(row))
+    print("(* = promoted)")
+    return 0
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    with services(settings, need_kafka=False) as found:
+        version = _resolve_version(found.database_url, args.version)
+        row = run_db(found.database_url, lambda conn: repository.get_model(conn, version))
+    if row is None:
+        raise ModelNotFoundError(f"no model version {version!r} registered")
+    config_path = settings.models_dir / row.path / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else None
+    print(
+        json.dumps(
+            {
+                "version": row.version,
+                "promoted": row.promoted,
+                "created_at": row.created_at,
+                "promoted_at": row.promoted_at,
+                "path": str(settings.models_dir / row.path),
+                "embedder": row.embedder,
+                "metrics": row.metrics,
+                "decision": row.decision,
+                "config": config,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    return 0
+
+
+def _promote(args: argparse.Namespace, settings: Settings) -> int:
+    from models.registry import version_dir
+
+    if not (version_dir(settings.models_dir, args.version) / "config.json").is_file():
+        raise ModelNotFoundError(f"no model files for {args.version} in {settings.models_dir}")
+    with services(settings, need_kafka=False) as found:
+        run_db(
+            found.database_url,
+            lambda conn: repository.promote_model(conn, args.version, now=utc_now()),
+        )
+    print(f"promoted {args.version}; running workers switch at their next batch")
+    return 0
