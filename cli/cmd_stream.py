@@ -62,6 +62,15 @@ def format_line(value: bytes) -> str:
     )
 
 
+def _render(value: bytes, as_json: bool) -> str:
+    if not as_json:
+        return format_line(value)
+    try:  # compact, one message per line, whatever the producer's formatting
+        return orjson.dumps(orjson.loads(value)).decode()
+    except orjson.JSONDecodeError:
+        return value.decode("utf-8", errors="replace")
+
+
 async def tail_topic(
     settings: Settings,
     topic: str,
@@ -90,14 +99,10 @@ async def tail_topic(
             batch = await consumer.getmany(timeout_ms=timeout_ms)
             if not batch and idle_exit_s is not None:
                 break
-            for records in batch.values():
-                for record in records:
-                    value = record.value or b""
-                    line = orjson.loads(value) if as_json else None
-                    print(orjson.dumps(line).decode() if as_json else format_line(value))
-                    count += 1
-                    if limit is not None and count >= limit:
-                        break
+            records = [record for part in batch.values() for record in part]
+            for record in records[: None if limit is None else limit - count]:
+                print(_render(record.value or b"", as_json))
+                count += 1
             sys.stdout.flush()
     finally:
         await consumer.stop()

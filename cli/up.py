@@ -164,18 +164,21 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         live = settings.model_copy(update={"kafka_bootstrap_servers": found.kafka_bootstrap})
         migrate.upgrade(found.database_url)
         asyncio.run(ensure_topics(live))
-        write_running_state(settings, found)
-        if promoted_version(found.database_url) is None:
-            if args.snapshot is None:
-                raise ModelNotFoundError(NO_MODEL_HELP)
-            log.info("no promoted model: training one from %s", args.snapshot)
-            train_and_register(live, found.database_url, snapshot=args.snapshot)
-        env = dict(os.environ)
-        env.update(
-            ARXIV_STREAM_DATABASE_URL=found.database_url,
-            ARXIV_STREAM_KAFKA_BOOTSTRAP_SERVERS=found.kafka_bootstrap or "",
-            ARXIV_STREAM_DATA_DIR=str(settings.data_dir),
-        )
-        supervise(child_commands(args, settings), env, found.database_url)
+        state_file = write_running_state(settings, found)
+        try:
+            if promoted_version(found.database_url) is None:
+                if args.snapshot is None:
+                    raise ModelNotFoundError(NO_MODEL_HELP)
+                log.info("no promoted model: training one from %s", args.snapshot)
+                train_and_register(live, found.database_url, snapshot=args.snapshot)
+            env = dict(os.environ)
+            env.update(
+                ARXIV_STREAM_DATABASE_URL=found.database_url,
+                ARXIV_STREAM_KAFKA_BOOTSTRAP_SERVERS=found.kafka_bootstrap or "",
+                ARXIV_STREAM_DATA_DIR=str(settings.data_dir),
+            )
+            supervise(child_commands(args, settings), env, found.database_url)
+        finally:
+            state_file.unlink(missing_ok=True)
     log.info("stopped")
     return 0
