@@ -37,7 +37,7 @@ test-fast: venv  ## unit tests only
 lint: venv  ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core ingest broker db models training stream cli
+	$(BIN)/mypy core ingest broker db models training stream cli bench
 
 bench: venv  ## throughput benchmark (see bench/README.md)
 	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.throughput

@@ -45,15 +45,20 @@ class ModelHolder:
         self._clock = clock
         self._model: Classifier | None = None
         self._checked_at = float("-inf")
+        # One load at a time: the start-up task and the first batch may both ask.
+        self._lock = asyncio.Lock()
 
     async def start(self) -> Classifier:
         """Load the promoted model or refuse to start, saying how to make one."""
-        version = await self._promoted_version()
-        if version is None:
-            raise ModelNotFoundError(NO_MODEL_HELP)
-        self._model = await self._load(version)
-        self._checked_at = self._clock()
-        return self._model
+        async with self._lock:
+            if self._model is not None:
+                return self._model
+            version = await self._promoted_version()
+            if version is None:
+                raise ModelNotFoundError(NO_MODEL_HELP)
+            self._model = await self._load(version)
+            self._checked_at = self._clock()
+            return self._model
 
     async def current(self) -> Classifier:
         """The model for the next batch; checks for a promotion at most every poll interval."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,20 @@ async def test_keeps_the_old_model_if_the_new_one_fails_to_load(tmp_path: Path) 
     await holder.start()
     promoted["version"] = "broken"
     assert (await holder.current()).version == "m1"
+
+
+async def test_concurrent_first_requests_load_once(tmp_path: Path) -> None:
+    loads: list[str] = []
+
+    async def lookup() -> str | None:
+        return "m1"
+
+    def loader(path: Path) -> Loaded:
+        loads.append(path.name)
+        return Loaded(path)
+
+    holder = ModelHolder(
+        models_dir=tmp_path, promoted_version=lookup, loader=loader, poll_interval_s=60
+    )
+    first, second = await asyncio.gather(holder.current(), holder.start())
+    assert first is second and loads == ["m1"]

@@ -1,0 +1,82 @@
+"""The baseline: the model alone, in this process, in the worker's batch size.
+
+Over the same texts, after one untimed warm-up batch, each batch is run two ways:
+  predict   ``PaperClassifier.predict_texts``: what the worker's executor runs (baseline)
+  split     ``classifier.embed`` then ``classifier.predict_embeddings``, each timed: the
+            embedder's share of inference and what the heads + decoding cost.
+The two ways alternate batch by batch (and which goes first alternates too), so on a
+machine whose load drifts both see the same conditions and the share stays comparable.
+``predict_again`` times the baseline once more after the pipeline ran: if the two
+baselines disagree, the machine was not idle and the ratios are not to be trusted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import batches, rate
+from models.classifier import PaperClassifier
+
+TOP_K = 5
+"""The worker's default ``ARXIV_STREAM_TOP_K``: predictions carry the same top-k."""
+
+
+class BareInference:
+    """The bundle loaded as the worker loads it, kept for both baseline measurements."""
+
+    def __init__(self, model_dir: Path, *, batch_size: int, device: str) -> None:
+        start = time.perf_counter()
+        self.classifier = PaperClassifier.load(model_dir, device=device, batch_size=batch_size)
+        self.load_s = time.perf_counter() - start
+        self.batch_size = batch_size
+
+    def _predict(self, chunk: Sequence[str]) -> float:
+        start = time.perf_counter()
+        self.classifier.predict_texts(chunk, top_k=TOP_K)
+        return time.perf_counter() - start
+
+    def measure(self, texts: Sequence[str]) -> dict[str, Any]:
+        """Warm up, then time both ways of running each batch of ``texts``."""
+        classifier = self.classifier
+        chunks = batches(texts, self.batch_size)
+        # First calls pay one-off costs (allocator growth, lazy kernels): keep them out.
+        classifier.predict_texts(chunks[0], top_k=TOP_K)
+
+        predict_s = embed_s = heads_s = 0.0
+        for i, chunk in enumerate(chunks):
+            if i % 2:
+                predict_s += self._predict(chunk)
+            start = time.perf_counter()
+            embeddings = classifier.embed(chunk)
+            middle = time.perf_counter()
+            classifier.predict_embeddings(embeddings, top_k=TOP_K)
+            embed_s += middle - start
+            heads_s += time.perf_counter() - middle
+            if not i % 2:
+                predict_s += self._predict(chunk)
+
+        n = len(texts)
+        assert classifier.embedder is not None  # loaded with its embedder above
+        return {
+            "model_version": classifier.version,
+            "embedder": classifier.model_id,
+            "embedder_variant": classifier.embedder_variant,
+            "device": classifier.embedder.device,
+            "load_s": round(self.load_s, 2),
+            "papers": n,
+            "batch_size": self.batch_size,
+            "predict_s": round(predict_s, 3),
+            "predict_papers_per_s": round(rate(n, predict_s), 2),
+            "embed_s": round(embed_s, 3),
+            "embed_papers_per_s": round(rate(n, embed_s), 2),
+            "heads_s": round(heads_s, 3),
+            "heads_papers_per_s": round(rate(n, heads_s), 2),
+        }
+
+    def predict_again(self, texts: Sequence[str]) -> float:
+        """papers/s of the baseline alone (``predict_texts`` per batch), already warm."""
+        seconds = sum(self._predict(chunk) for chunk in batches(texts, self.batch_size))
+        return round(rate(len(texts), seconds), 2)
