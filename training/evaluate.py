@@ -1,0 +1,136 @@
+"""Metrics of a classifier on labelled papers, as one JSON-able dict.
+
+Schema (every number a float in [0, 1] unless a count):
+    {
+      "n": papers evaluated, "skipped_no_category": papers without any declared category,
+      "domain" | "group" | "archive": {
+          "n", "accuracy", "macro_f1", "weighted_f1", "top5_accuracy",
+          "unseen": papers whose true label the model cannot output (counted as errors)},
+      "category": the same plus
+          "precision_at_1"     predicted category is one of the paper's declared ones
+          "top5_micro_recall"  share of all declared categories found in the top 5,
+      "categories": {"n", "micro_f1", "macro_f1", "unseen_labels", "mean_predicted"} | null
+    }
+Labels the model never saw in training stay in the denominators: they are errors, counted
+in ``unseen``. macro F1 averages over labels that are true or predicted in the data given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from core.schemas import Paper
+from models.predict import BatchScores, SpaceScores
+from training.labels import SINGLE_LABEL_SPACES, PaperLabels, labels_of
+
+if TYPE_CHECKING:
+    from models.cache import EmbeddingCache
+    from models.classifier import PaperClassifier
+
+TOP = 5
+
+
+def evaluate(
+    classifier: PaperClassifier,
+    papers: Iterable[Paper],
+    *,
+    cache: EmbeddingCache | None = None,
+) -> dict[str, Any]:
+    """Embed ``papers`` (through ``cache`` if given), predict, and score (schema above)."""
+    from models.cache import embed_with_cache
+
+    labelled: list[PaperLabels] = []
+    texts: list[str] = []
+    skipped = 0
+    for paper in papers:
+        labels = labels_of(paper)
+        if labels is None:
+            skipped += 1
+            continue
+        labelled.append(labels)
+        texts.append(paper.text)
+    if classifier.embedder is None:
+        raise RuntimeError("evaluate needs a classifier loaded with its embedder")
+    X = embed_with_cache(classifier.embedder, texts, cache)
+    metrics = evaluate_scores(classifier.score_embeddings(X), labelled)
+    metrics["skipped_no_category"] = skipped
+    return metrics
+
+
+def evaluate_scores(scores: BatchScores, labels: Sequence[PaperLabels]) -> dict[str, Any]:
+    """Score decoded predictions (``scores``, n rows) against the true ``labels`` (n)."""
+    out: dict[str, Any] = {"n": len(labels), "skipped_no_category": 0}
+    for space in SINGLE_LABEL_SPACES:
+        out[space] = single_label_metrics(scores.spaces[space], [lab.get(space) for lab in labels])
+    category = scores.spaces["category"]
+    declared = [set(lab.categories) for lab in labels]
+    predicted = category.predicted_labels()
+    top = _top_labels(category, TOP)
+    n = max(len(labels), 1)
+    out["category"]["precision_at_1"] = (
+        sum(p in d for p, d in zip(predicted, declared, strict=True)) / n
+    )
+    found = sum(len(set(t) & d) for t, d in zip(top, declared, strict=True))
+    out["category"]["top5_micro_recall"] = found / max(sum(len(d) for d in declared), 1)
+    out["categories"] = None
+    if scores.categories is not None:
+        out["categories"] = multilabel_metrics(scores, declared)
+    return out
+
+
+def single_label_metrics(space: SpaceScores, truth: Sequence[str]) -> dict[str, Any]:
+    """n, accuracy, macro/weighted F1, top-5 accuracy and unseen count for one space."""
+    predicted = space.predicted_labels()
+    known = set(space.classes)
+    top = _top_labels(space, TOP)
+    n = len(truth)
+    if n == 0:
+        return {
+            "n": 0,
+            "accuracy": 0.0,
+            "macro_f1": 0.0,
+            "weighted_f1": 0.0,
+            "top5_accuracy": 0.0,
+            "unseen": 0,
+        }
+    return {
+        "n": n,
+        "accuracy": float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)])),
+        "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(truth, predicted, average="weighted", zero_division=0)),
+        "top5_accuracy": float(np.mean([t in row for row, t in zip(top, truth, strict=True)])),
+        "unseen": sum(t not in known for t in truth),
+    }
+
+
+def multilabel_metrics(scores: BatchScores, declared: Sequence[set[str]]) -> dict[str, Any]:
+    """micro/macro F1 of the thresholded multi-label head against all declared categories."""
+    ml = scores.categories
+    assert ml is not None
+    hits = ml.probs >= ml.thresholds  # (n, L)
+    predicted = [{ml.classes[j] for j in np.flatnonzero(row)} for row in hits]
+    labels = sorted(set().union(*declared, *predicted)) if declared else []
+    index = {label: j for j, label in enumerate(labels)}
+    truth_m = np.zeros((len(declared), len(labels)), dtype=bool)
+    pred_m = np.zeros_like(truth_m)
+    for i, (d, p) in enumerate(zip(declared, predicted, strict=True)):
+        truth_m[i, [index[x] for x in d]] = True
+        pred_m[i, [index[x] for x in p]] = True
+    known = set(ml.classes)
+    return {
+        "n": len(declared),
+        "micro_f1": float(f1_score(truth_m, pred_m, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(truth_m, pred_m, average="macro", zero_division=0)),
+        "unseen_labels": sum(len(d - known) for d in declared),
+        "mean_predicted": float(hits.sum(axis=1).mean()) if len(declared) else 0.0,
+    }
+
+
+def _top_labels(space: SpaceScores, k: int) -> list[list[str]]:
+    k = min(k, len(space.classes))
+    best = np.argsort(-space.probs, axis=1, kind="stable")[:, :k]
+    return [[space.classes[j] for j in row] for row in best]
