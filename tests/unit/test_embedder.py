@@ -139,3 +139,12 @@ def test_cache_dedupes_keys_by_model_and_resumes(tmp_path: Path) -> None:
         resumed = Fake()
         embed_with_cache(resumed, more, cache, chunk_size=10)
         assert resumed.embedded == more[10:]  # the committed first chunk was kept
+
+
+def test_auto_variant_follows_cpu_flags() -> None:
+    from models.embedder import cpu_has_native_bf16
+
+    assert cpu_has_native_bf16("processor: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16("flags : fpu amx_tile amx_bf16\n")
+    assert not cpu_has_native_bf16("flags : fpu sse2 avx2 avx512f\n")
+    assert not cpu_has_native_bf16("")
