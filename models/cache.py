@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,12 +139,20 @@ def embed_with_cache(
         len(missing),
     )
     bar = _progress(len(missing), show_progress)
+    started, done = time.perf_counter(), 0
     for chunk in _chunks(missing, chunk_size):
         vectors = embedder.encode([texts[unique[key]] for key in chunk])
         cache.put(embedder.model_id, chunk, vectors)
         found.update(zip(chunk, vectors, strict=True))
+        done += len(chunk)
         if bar is not None:
             bar.update(len(chunk))
+        else:  # no terminal (a service, `up`): progress goes to the log instead
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            log.info(
+                "embedded %d/%d texts, %.1f/s, ETA %.0fs",
+                done, len(missing), rate, (len(missing) - done) / rate,
+            )  # fmt: skip
     if bar is not None:
         bar.close()
     out = np.empty((len(texts), embedder.dim), dtype=np.float32)
