@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,6 +92,22 @@ def read_topic(
             await consumer.stop()
 
     return asyncio.run(_read())
+
+
+def worker_env(work: Path, database_url: str, kafka_bootstrap: str) -> dict[str, str]:
+    """Settings for CLI processes of one test: its own data dir, topics and group."""
+    tag = uuid.uuid4().hex[:8]
+    return base_env(
+        ARXIV_STREAM_DATA_DIR=str(work / "data"),
+        ARXIV_STREAM_DATABASE_URL=database_url,
+        ARXIV_STREAM_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        ARXIV_STREAM_TOPIC_PAPERS=f"papers-{tag}",
+        ARXIV_STREAM_TOPIC_CLASSIFIED=f"classified-{tag}",
+        ARXIV_STREAM_TOPIC_DEAD_LETTER=f"dead-{tag}",
+        ARXIV_STREAM_CONSUMER_GROUP=f"worker-{tag}",
+        ARXIV_STREAM_MODEL_POLL_INTERVAL_S="1",
+        ARXIV_STREAM_TOPIC_PARTITIONS="2",
+    )
 
 
 def base_env(**values: str) -> dict[str, str]:

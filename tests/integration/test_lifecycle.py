@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ingest.rss import parse_rss
-from tests.integration.stack import base_env, cli, query, start_cli, stop, wait_for
+from tests.integration.stack import cli, query, start_cli, stop, wait_for, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -52,18 +52,7 @@ def test_train_retrain_hot_swap_and_relabel(
     tmp_path: Path,
 ) -> None:
     db = pg_database()
-    tag = tmp_path.name.replace("_", "-")[-20:]
-    env = base_env(
-        ARXIV_STREAM_DATA_DIR=str(tmp_path / "data"),
-        ARXIV_STREAM_DATABASE_URL=db,
-        ARXIV_STREAM_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        ARXIV_STREAM_TOPIC_PAPERS=f"papers-{tag}",
-        ARXIV_STREAM_TOPIC_CLASSIFIED=f"classified-{tag}",
-        ARXIV_STREAM_TOPIC_DEAD_LETTER=f"dead-{tag}",
-        ARXIV_STREAM_CONSUMER_GROUP=f"worker-{tag}",
-        ARXIV_STREAM_MODEL_POLL_INTERVAL_S="1",
-        ARXIV_STREAM_TOPIC_PARTITIONS="2",
-    )
+    env = worker_env(tmp_path, db, kafka_bootstrap)
     sample = shared_data / SAMPLE
     small = _subset(sample, tmp_path / "small.jsonl.gz", every=15)  # ~350 papers
     large = _subset(sample, tmp_path / "large.jsonl.gz", every=5)  # ~1,050, includes small

@@ -20,13 +20,13 @@ from core.schemas import decode_classified
 from core.settings import load_settings
 from ingest.rss import parse_rss
 from tests.integration.stack import (
-    base_env,
     cli,
     query,
     read_topic,
     start_cli,
     stop,
     wait_for,
+    worker_env,
 )
 
 pytestmark = pytest.mark.integration
@@ -45,19 +45,7 @@ def stack(
 ) -> Iterator[dict[str, object]]:
     work = tmp_path_factory.mktemp("e2e")
     database_url = pg_database()
-    tag = work.name.replace("_", "-")
-    env = base_env(
-        ARXIV_STREAM_DATA_DIR=str(work / "data"),
-        ARXIV_STREAM_DATABASE_URL=database_url,
-        ARXIV_STREAM_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        ARXIV_STREAM_TOPIC_PAPERS=f"papers-{tag}",
-        ARXIV_STREAM_TOPIC_CLASSIFIED=f"classified-{tag}",
-        ARXIV_STREAM_TOPIC_DEAD_LETTER=f"dead-{tag}",
-        ARXIV_STREAM_CONSUMER_GROUP=f"worker-{tag}",
-        ARXIV_STREAM_MODEL_POLL_INTERVAL_S="1",
-        ARXIV_STREAM_BATCH_SIZE="64",
-        ARXIV_STREAM_TOPIC_PARTITIONS="2",
-    )
+    env = worker_env(work, database_url, kafka_bootstrap)
     trained = cli(
         env,
         "train",
