@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from broker.client import ensure_topics, producer
 from cli.services import services
@@ -26,6 +27,9 @@ from ingest.service import (
     oai_checkpoint_key,
     run_forever,
 )
+
+if TYPE_CHECKING:
+    from ingest.http import ArxivHttpClient
 
 log = logging.getLogger(__name__)
 
@@ -96,28 +100,44 @@ def make_poll(
 async def harvest_oai_once(
     args: argparse.Namespace, settings: Settings, ingester: Ingester
 ) -> IngestStats:
-    """One full ListRecords harvest from the checkpoint; the checkpoint moves only when
-    the harvest completed (arXiv's resumption tokens expire, a broken harvest restarts)."""
-    from ingest.harvest import OAIHarvest
+    """One ListRecords harvest per configured set (``--set``, else ``oai_sets``, else all),
+    each from its own checkpoint, over one polite client."""
     from ingest.http import ArxivHttpClient
 
-    key = oai_checkpoint_key(settings, args.set_spec)
+    sets: list[str | None] = [args.set_spec] if args.set_spec else [*settings.oai_sets] or [None]
+    total = IngestStats()
+    async with ArxivHttpClient.from_settings(settings) as client:
+        for set_spec in sets:
+            total.add(await _harvest_set(args, settings, ingester, client, set_spec))
+    return total
+
+
+async def _harvest_set(
+    args: argparse.Namespace,
+    settings: Settings,
+    ingester: Ingester,
+    client: ArxivHttpClient,
+    set_spec: str | None,
+) -> IngestStats:
+    """The checkpoint moves only when the harvest completed: arXiv's resumption tokens
+    expire, and a broken harvest restarts from the last completed one."""
+    from ingest.harvest import OAIHarvest
+
+    key = oai_checkpoint_key(settings, set_spec)
     async with ingester.engine.connect() as conn:
         saved = await repository.get_checkpoint(conn, key)
     from_date = args.from_date or (date.fromisoformat(saved) if saved else None)
-    from_date = from_date or default_oai_from(utc_now())
+    harvest = OAIHarvest(
+        client,
+        args.base_url or settings.oai_base_url,
+        metadata_prefix=args.metadata_prefix or settings.oai_metadata_prefix,
+        set_spec=set_spec,
+        from_date=from_date or default_oai_from(utc_now()),
+        until=args.until,
+    )
     total = IngestStats()
-    async with ArxivHttpClient.from_settings(settings) as client:
-        harvest = OAIHarvest(
-            client,
-            args.base_url or settings.oai_base_url,
-            metadata_prefix=args.metadata_prefix or settings.oai_metadata_prefix,
-            set_spec=args.set_spec,
-            from_date=from_date,
-            until=args.until,
-        )
-        async for page in harvest.pages():
-            total.add(await ingester.ingest(page.papers))
+    async for page in harvest.pages():
+        total.add(await ingester.ingest(page.papers))
     if harvest.checkpoint is not None:
         async with ingester.engine.begin() as conn:
             await repository.set_checkpoint(
