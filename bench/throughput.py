@@ -122,7 +122,7 @@ def prepare_model(args: argparse.Namespace, shared: Path, work: Path) -> BenchMo
         raise SystemExit(f"{model_dir}: directory name differs from version {config.version}")
     metrics_file = model_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    return BenchModel(model_dir.parent, config.version, config.embedder.model_id, metrics)
+    return BenchModel(model_dir.parent, config.version, config.model_id, metrics)
 
 
 def build_report(

@@ -17,6 +17,7 @@ from cli.cmd_models import (
     evaluate_version,
     promoted_version,
     register,
+    run_trainer,
 )
 from cli.dbcall import run_db
 from cli.services import services
@@ -71,7 +72,6 @@ async def _all_ingested(conn: Any) -> list[Paper]:
 def retrain_once(settings: Settings, database_url: str, args: argparse.Namespace) -> dict[str, Any]:
     """One challenger round. Returns the stored decision."""
     from ingest.snapshot import read_snapshot
-    from training.train import train_model
 
     papers = list(read_snapshot(args.snapshot, max_samples=args.max_samples))
     if not args.no_ingested:
@@ -79,19 +79,8 @@ def retrain_once(settings: Settings, database_url: str, args: argparse.Namespace
         log.info("training on %d snapshot papers + %d ingested papers", len(papers), len(ingested))
         papers.extend(ingested)  # later wins: an ingested paper overrides its snapshot copy
     now = utc_now()
-    result = train_model(
-        papers,
-        models_dir=settings.models_dir,
-        embedder_name=settings.embedder_model,
-        head=args.head,
-        variant=args.variant,
-        seed=args.seed,
-        split=args.split,
-        cache_dir=settings.embedding_cache_dir,
-        device=settings.device,
-        batch_size=settings.batch_size,
-        now=now,
-    )
+    # max_samples was applied to the snapshot above; the ingested papers all count
+    result = run_trainer(settings, papers, args, now=now, max_samples=None)
     incumbent = promoted_version(database_url)
     test_ids = set(result.test_ids)
     held_out = [p for p in papers if p.arxiv_id in test_ids]

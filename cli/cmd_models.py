@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from cli.dbcall import run_db
 from cli.services import services
-from core.errors import ModelNotFoundError
+from core.errors import ConfigError, ModelNotFoundError
+from core.schemas import Paper
 from core.settings import Settings
 from db import migrate, repository
 from db.repository import ModelRow
@@ -69,7 +70,24 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshot", type=Path, required=True, help="Kaggle JSON lines (.gz ok)")
-    parser.add_argument("--head", choices=["auto", "logreg", "mlp"], default="auto")
+    parser.add_argument(
+        "--head",
+        choices=["auto", "logreg", "mlp", "logreg-knn", "finetune"],
+        default="auto",
+        help="heads over embeddings, or finetune: a transformer trained end to end (for a GPU)",
+    )
+    parser.add_argument(
+        "--base-model",
+        default=None,
+        help="with --head finetune: hub name or local directory "
+        "(default allenai/scibert_scivocab_uncased)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="with --head finetune: at most this many (default 4)",
+    )
     parser.add_argument("--max-samples", type=int, default=None)
     parser.add_argument("--split", choices=["stratified", "time"], default="stratified")
     parser.add_argument("--seed", type=int, default=13)
@@ -99,26 +117,51 @@ def train_and_register(
     force_promote: bool = False,
 ) -> TrainResult:
     """Train, write the bundle, register it; promote it if none is promoted yet (or asked)."""
-    from training.train import train_model
-
     opts = options or argparse.Namespace()
     now = utc_now()
-    result = train_model(
-        snapshot,
-        models_dir=settings.models_dir,
+    max_samples = getattr(opts, "max_samples", None)
+    result = run_trainer(settings, snapshot, opts, now=now, max_samples=max_samples)
+    register(settings, database_url, result, now=now, force_promote=force_promote)
+    return result
+
+
+def run_trainer(
+    settings: Settings,
+    papers: Path | list[Paper],
+    opts: argparse.Namespace,
+    *,
+    now: datetime,
+    max_samples: int | None,
+) -> TrainResult:
+    """The trainer ``--head`` asks for: heads over embeddings, or a fine-tuned encoder."""
+    base_model, epochs = getattr(opts, "base_model", None), getattr(opts, "epochs", None)
+    common: dict[str, Any] = {
+        "models_dir": settings.models_dir,
+        "seed": getattr(opts, "seed", 13),
+        "split": getattr(opts, "split", "stratified"),
+        "max_samples": max_samples,
+        "device": settings.device,
+        "now": now,
+    }
+    if getattr(opts, "head", "auto") == "finetune":
+        from training.finetune import DEFAULT_BASE_MODEL, finetune_model
+
+        if epochs:
+            common["epochs"] = epochs
+        return finetune_model(papers, base_model=base_model or DEFAULT_BASE_MODEL, **common)
+    if base_model or epochs:
+        raise ConfigError("--base-model and --epochs go with --head finetune")
+    from training.train import train_model
+
+    return train_model(
+        papers,
         embedder_name=settings.embedder_model,
         head=getattr(opts, "head", "auto"),
         variant=getattr(opts, "variant", "auto"),
-        seed=getattr(opts, "seed", 13),
-        split=getattr(opts, "split", "stratified"),
-        max_samples=getattr(opts, "max_samples", None),
         cache_dir=settings.embedding_cache_dir,
-        device=settings.device,
         batch_size=settings.batch_size,
-        now=now,
+        **common,
     )
-    register(settings, database_url, result, now=now, force_promote=force_promote)
-    return result
 
 
 def register(
@@ -141,7 +184,7 @@ def register(
             version=result.version,
             created_at=now,
             path=result.path.name,
-            embedder=config["embedder"]["model_id"],
+            embedder=(config["embedder"] or config["encoder"])["model_id"],
             metrics=result.metrics,
             promote=promote,
         ),

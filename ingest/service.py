@@ -102,9 +102,7 @@ class Ingester:
             await self.producer.send(topic, key=paper.arxiv_id, value=encode(paper))
         await self.producer.flush()
         async with self.engine.begin() as conn:
-            await repository.mark_published(
-                conn, [p.arxiv_id for p in papers], now=self.clock()
-            )
+            await repository.mark_published(conn, [p.arxiv_id for p in papers], now=self.clock())
 
 
 async def run_forever(

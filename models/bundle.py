@@ -5,6 +5,8 @@
         category.json / .safetensors  category head (primary): config + weights
         domain.json / .safetensors    direct domain head (reported; used if config says so)
         categories.json / .safetensors  multi-label head with per-label thresholds
+        (or, for a fine-tuned encoder: category.json + category/ holding the Hugging Face
+        model and tokenizer as save_pretrained writes them; see models.finetuned)
         metrics.json                  validation and test metrics (training.evaluate schema)
         report.json                   per-class precision/recall/F1 on the test split
         split.json                    split summary and the val/test arXiv ids
@@ -28,6 +30,8 @@ BUNDLE_FORMAT = "arxiv-stream.model/1"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 TEXT_RECIPE = "title. abstract"
+FINETUNED_KIND = "finetuned-encoder"
+"""Head kind of a transformer fine-tuned end to end (models.finetuned)."""
 HOW_TO_MAKE = (
     "train one with `arxiv-stream train` (training.train.train_model) from a Kaggle-format "
     "snapshot, e.g. ../shared/data/arxiv-sample/arxiv-metadata-sample.jsonl.gz"
@@ -47,11 +51,23 @@ class EmbedderInfo:
 
 
 @dataclass
+class EncoderInfo:
+    """A transformer fine-tuned end to end (head kind ``finetuned-encoder``) instead of an
+    embedder: it turns text into category probabilities itself."""
+
+    name: str
+    """Hub name or path it was fine-tuned from (provenance; the weights are in the bundle)."""
+    model_id: str
+    """``name@finetuned``: what the ``models`` table records (not an embedding-cache key)."""
+
+
+@dataclass
 class HeadInfo:
     file: str
-    """Stem of ``<file>.json`` + ``<file>.safetensors`` in the bundle directory."""
+    """Stem of ``<file>.json`` + ``<file>.safetensors`` in the bundle directory (a fine-tuned
+    encoder: ``<file>.json`` + the directory ``<file>/``)."""
     kind: str
-    """logreg | mlp | multilabel-logreg (models.heads)."""
+    """logreg | mlp | multilabel-logreg (models.heads) | finetuned-encoder (models.finetuned)."""
     role: str
     """category | domain | categories."""
 
@@ -61,7 +77,8 @@ class BundleConfig:
     version: str
     created_at: str
     """ISO-8601 UTC."""
-    embedder: EmbedderInfo
+    embedder: EmbedderInfo | None
+    """None for a fine-tuned encoder bundle (``encoder`` says what reads the text)."""
     heads: dict[str, HeadInfo]
     """By role; ``category`` is required."""
     label_spaces: dict[str, list[str]]
@@ -74,6 +91,15 @@ class BundleConfig:
     """Data summary: source, counts per split, seed, split kind, label counts, timings."""
     text_recipe: str = TEXT_RECIPE
     format: str = BUNDLE_FORMAT
+    encoder: EncoderInfo | None = None
+    """Set (and ``embedder`` None) when the category head is a fine-tuned encoder."""
+
+    @property
+    def model_id(self) -> str:
+        """What turns text into features: the embedder's or the fine-tuned encoder's id."""
+        info = self.embedder or self.encoder
+        assert info is not None  # read_config guarantees one of them
+        return info.model_id
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, ensure_ascii=False)
@@ -81,7 +107,9 @@ class BundleConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BundleConfig:
         data = dict(data)
-        data["embedder"] = EmbedderInfo(**data["embedder"])
+        data["embedder"] = EmbedderInfo(**data["embedder"]) if data.get("embedder") else None
+        if data.get("encoder"):
+            data["encoder"] = EncoderInfo(**data["encoder"])
         data["heads"] = {role: HeadInfo(**info) for role, info in data["heads"].items()}
         return cls(**data)
 
@@ -110,13 +138,23 @@ def read_config(directory: Path) -> BundleConfig:
         ) from exc
     if "category" not in config.heads:
         raise ModelFormatError(f"{path}: no category head; {HOW_TO_MAKE}")
+    if (config.embedder is None) == (config.encoder is None):
+        raise ModelFormatError(f"{path}: needs exactly one of embedder and encoder; {HOW_TO_MAKE}")
     for info in config.heads.values():
-        for suffix in (".json", ".safetensors"):
-            if not (directory / f"{info.file}{suffix}").is_file():
+        for name in head_files(info):
+            if not (directory / name).is_file():
                 raise ModelFormatError(
-                    f"{directory}: head {info.role!r} lacks {info.file}{suffix}; {HOW_TO_MAKE}"
+                    f"{directory}: head {info.role!r} lacks {name}; {HOW_TO_MAKE}"
                 )
     return config
+
+
+def head_files(info: HeadInfo) -> list[str]:
+    """Files (relative to the bundle) a head cannot be loaded without."""
+    if info.kind == FINETUNED_KIND:
+        # save_pretrained shards only above 50 GB, so one model.safetensors is the norm
+        return [f"{info.file}.json", f"{info.file}/config.json", f"{info.file}/model.safetensors"]
+    return [f"{info.file}.json", f"{info.file}.safetensors"]
 
 
 def write_metrics(directory: Path, metrics: dict[str, Any]) -> None:

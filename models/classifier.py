@@ -6,6 +6,8 @@
 
 The embedder runs with the variant the bundle was trained on (fp16 bundles fall back to
 fp32 on CPU, where fp16 is not supported here); ``embedder_variant`` says which ran.
+A fine-tuned encoder bundle (config ``encoder``, no embedder) has one head that reads the
+texts itself (models.finetuned); ``predict_texts`` and ``score_texts`` work the same.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from core.errors import ModelFormatError
-from models.bundle import BundleConfig, read_config
+from models.bundle import FINETUNED_KIND, BundleConfig, HeadInfo, read_config
 from models.device import resolve_device
 from models.embedder import Embedder
+from models.finetuned import FinetunedEncoderHead
 from models.heads import load_head
 from models.predict import BatchScores, MultiLabelScores, Prediction, decode, to_predictions
 
@@ -52,14 +55,18 @@ class PaperClassifier:
     ) -> PaperClassifier:
         """Read ``model_dir``; ModelNotFoundError / ModelFormatError say how to make one.
 
-        ``with_embedder=False`` loads heads only (for ``predict_embeddings``);
+        ``with_embedder=False`` loads heads only (for ``predict_embeddings``; a fine-tuned
+        encoder is a head, so it is loaded all the same);
         ``variant`` overrides the bundle's embedder variant (not recommended).
         """
         model_dir = Path(model_dir)
         config = read_config(model_dir)
-        heads = {role: load_head(model_dir, info.file) for role, info in config.heads.items()}
+        heads = {
+            role: _load_head(model_dir, info, device=device, batch_size=batch_size)
+            for role, info in config.heads.items()
+        }
         embedder = None
-        if with_embedder:
+        if with_embedder and config.embedder is not None:
             resolved = resolve_device(device)
             chosen = variant or config.embedder.variant
             if chosen == "fp16" and not resolved.startswith("cuda"):
@@ -91,8 +98,14 @@ class PaperClassifier:
 
     @property
     def model_id(self) -> str:
-        """The embedding model id the heads were trained on (cache key)."""
-        return self.config.embedder.model_id
+        """The embedding model id the heads were trained on (cache key), or the fine-tuned
+        encoder's id."""
+        return self.config.model_id
+
+    @property
+    def reads_text(self) -> bool:
+        """True for a fine-tuned encoder: it scores texts, not embeddings."""
+        return self.config.encoder is not None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """float32 (n, dim) unit vectors."""
@@ -100,25 +113,41 @@ class PaperClassifier:
             raise RuntimeError("classifier loaded with with_embedder=False")
         return self.embedder.encode(texts)
 
+    def score_texts(self, texts: Sequence[str]) -> BatchScores:
+        """Probabilities and decoded labels for paper texts (``Paper.text``)."""
+        if self.reads_text:
+            return self.score_category_probs(self.heads["category"].predict_texts(texts))
+        return self.score_embeddings(self.embed(texts))
+
     def score_embeddings(self, X: np.ndarray) -> BatchScores:
         """Probabilities and decoded labels for embeddings float32 (n, dim)."""
+        if self.reads_text:
+            raise RuntimeError(f"model {self.version} is a fine-tuned encoder: use score_texts")
         decoding = self.config.decoding
-        p_category = self.heads["category"].predict_proba(X)
         domain = None
         if decoding.get("domain_source") == "head" and "domain" in self.heads:
             head = self.heads["domain"]
             domain = (list(head.classes), head.predict_proba(X))
-        spaces = decode(
-            p_category,
-            self.heads["category"].classes,
-            self.config.category_parents,
-            mode=decoding.get("mode", "top_down"),
-            domain=domain,
-        )
         multi = None
         if "categories" in self.heads:
             head = self.heads["categories"]
             multi = MultiLabelScores(list(head.classes), head.predict_proba(X), head.thresholds)
+        return self.score_category_probs(self.heads["category"].predict_proba(X), domain, multi)
+
+    def score_category_probs(
+        self,
+        p_category: np.ndarray,
+        domain: tuple[list[str], np.ndarray] | None = None,
+        multi: MultiLabelScores | None = None,
+    ) -> BatchScores:
+        """Decode category probabilities (n, C) with this bundle's decoding and parents."""
+        spaces = decode(
+            p_category,
+            self.heads["category"].classes,
+            self.config.category_parents,
+            mode=self.config.decoding.get("mode", "top_down"),
+            domain=domain,
+        )
         return BatchScores(spaces, multi)
 
     def predict_embeddings(self, X: np.ndarray, *, top_k: int = 5) -> list[Prediction]:
@@ -128,4 +157,13 @@ class PaperClassifier:
         """One Prediction per text (``Paper.text``: "title. abstract"), input order."""
         if not texts:
             return []
-        return self.predict_embeddings(self.embed(texts), top_k=top_k)
+        return to_predictions(self.score_texts(texts), k=top_k)
+
+
+def _load_head(model_dir: Path, info: HeadInfo, *, device: str, batch_size: int) -> Any:
+    if info.kind == FINETUNED_KIND:
+        resolved = resolve_device(device)
+        return FinetunedEncoderHead.load(
+            model_dir, info.file, device=resolved, batch_size=batch_size
+        )
+    return load_head(model_dir, info.file)

@@ -40,7 +40,8 @@ def evaluate(
     *,
     cache: EmbeddingCache | None = None,
 ) -> dict[str, Any]:
-    """Embed ``papers`` (through ``cache`` if given), predict, and score (schema above)."""
+    """Embed ``papers`` (through ``cache`` if given), predict, and score (schema above).
+    A fine-tuned encoder reads the texts directly (``cache`` unused)."""
     from models.cache import embed_with_cache
 
     labelled: list[PaperLabels] = []
@@ -53,10 +54,13 @@ def evaluate(
             continue
         labelled.append(labels)
         texts.append(paper.text)
-    if classifier.embedder is None:
+    if classifier.reads_text:  # a fine-tuned encoder: no embeddings, nothing to cache
+        scores = classifier.score_texts(texts)
+    elif classifier.embedder is None:
         raise RuntimeError("evaluate needs a classifier loaded with its embedder")
-    X = embed_with_cache(classifier.embedder, texts, cache)
-    metrics = evaluate_scores(classifier.score_embeddings(X), labelled)
+    else:
+        scores = classifier.score_embeddings(embed_with_cache(classifier.embedder, texts, cache))
+    metrics = evaluate_scores(scores, labelled)
     metrics["skipped_no_category"] = skipped
     return metrics
 

@@ -11,7 +11,10 @@ write the bundle to a staging directory -> reload it (the same code path as serv
 score validation and test -> metrics.json, report.json, confusion PNGs -> rename into place.
 
 Choices made on validation (recorded in config.json ``decoding`` and metrics ``selection``):
-  head       logreg (C from a small grid) vs MLP: best category accuracy ("auto"), or forced
+  head       logreg (C from a small grid) vs MLP: best category accuracy ("auto"), or forced;
+             then ("auto", "logreg-knn") the best logreg blended with kNN votes over declared
+             categories (k, weight from BLEND_GRID) if that scores higher on category
+             accuracy + precision@1 + top-5 micro recall (forced with "logreg-knn")
   decoding   top_down vs flat, and the domain from the category marginal vs a direct domain
              head: best validation domain accuracy + category accuracy (ties: top_down, marginal)
 The test split is touched once, at the end, for the reported numbers.
@@ -25,7 +28,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,19 +41,25 @@ from models.bundle import BundleConfig, EmbedderInfo, HeadInfo, write_config, wr
 from models.cache import EmbeddingCache, embed_with_cache
 from models.classifier import PaperClassifier
 from models.embedder import DEFAULT_EMBEDDER, Embedder
-from models.heads import LogRegHead, MLPHead, MultiLabelHead
+from models.heads import KNNBlendHead, LogRegHead, MLPHead, MultiLabelHead
 from models.predict import DecodeMode, decode
 from models.registry import new_version_id, publish, staging_dir
 from training.evaluate import evaluate_scores
 from training.labels import PaperLabels, category_mapping, column, labels_of
 from training.report import confusion_png, per_class_report
 from training.splits import Split, SplitKind, stratified_split, time_split
+from training.tracking import track_run
 
 log = logging.getLogger(__name__)
 
-HeadChoice = Literal["logreg", "mlp", "auto"]
+HeadChoice = Literal["logreg", "mlp", "logreg-knn", "auto"]
 LOGREG_GRID: tuple[float, ...] = (0.02, 0.1, 0.5)
 """Inverse L2 strengths tried for logreg (standardised 384-d inputs); best on validation."""
+BLEND_GRID: tuple[tuple[int, float], ...] = tuple(
+    (k, w) for k in (20, 40) for w in (0.2, 0.35, 0.5)
+)
+"""(k, weight) of the kNN blends tried on the best logreg (models.heads.KNNBlendHead)."""
+BLEND_TAU = 0.05
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ class TrainResult:
 
 
 @dataclass
-class _Data:
+class PaperData:
     papers: list[Paper]
     labels: list[PaperLabels]
     skipped: dict[str, int]
@@ -104,9 +113,11 @@ def train_model(
     version = new_version_id(now)
     seconds: dict[str, float] = {}
 
-    data = _read(papers, max_samples=max_samples, show=show)
+    data = read_papers(papers, max_samples=max_samples, show=show)
     seconds["read"] = time.perf_counter() - started
-    parts = _split(data, split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    parts = split_papers(
+        data, split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
 
     embedder = embedder or Embedder(
         embedder_name, device=device, variant=variant, batch_size=batch_size
@@ -122,30 +133,36 @@ def train_model(
     stage = staging_dir(models_dir, version)
     if stage.exists():
         shutil.rmtree(stage)
-    summary = _summary(data, parts, embedder, seconds=seconds, embedded=embedded)
+    summary = summarize(data, parts, seconds) | {
+        "embedder_device": embedder.device,
+        "texts_embedded": embedded,
+    }
     _write_bundle(stage, version, now, embedder, heads, selection, summary)
-    metrics = _evaluate_bundle(stage, X, data.labels, parts)
+    classifier = PaperClassifier.load(stage, with_embedder=False)  # the serving code path
+    metrics = score_splits(stage, classifier, data.labels, parts, lambda rows: X[rows])
     metrics["selection"] = selection
     seconds["total"] = time.perf_counter() - started
     metrics["timing"] = {f"{k}_s": round(v, 2) for k, v in seconds.items()} | {
         "texts_embedded": embedded,
         "embed_texts_per_s": round(embedded / seconds["embed"], 1) if embedded else None,
     }
-    write_metrics(stage, metrics)
-    keys = [p.arxiv_id for p in data.papers]
-    test_ids, val_ids = [keys[i] for i in parts.test], [keys[i] for i in parts.val]
-    split_file = {"summary": parts.summary(), "val_ids": val_ids, "test_ids": test_ids}
-    (stage / "split.json").write_text(json.dumps(split_file))
-    path = publish(models_dir, version)
+    result = finish_bundle(stage, models_dir, version, metrics, data, parts)
     message = _throughput_line(version, metrics, len(data.papers))
     log.info("trained %s", message)
     if show:
         print(message, file=sys.stderr)
-    return TrainResult(version, path, metrics, test_ids=test_ids, val_ids=val_ids)
+    params = {
+        "head": head,
+        "category_head": selection["category_head"],
+        "variant": embedder.variant,
+        "embedder": embedder.model_id,
+    }
+    track_run(run_params(version, data, parts) | params, metrics, result.path)
+    return result
 
 
-def _split(
-    data: _Data, kind: SplitKind, *, val_fraction: float, test_fraction: float, seed: int
+def split_papers(
+    data: PaperData, kind: SplitKind, *, val_fraction: float, test_fraction: float, seed: int
 ) -> Split:
     keys = [p.arxiv_id for p in data.papers]
     if kind == "time":
@@ -175,7 +192,9 @@ def _embed(
 
 
 # --- reading ----------------------------------------------------------------------------------
-def _read(source: Iterable[Paper] | Path | str, *, max_samples: int | None, show: bool) -> _Data:
+def read_papers(
+    source: Iterable[Paper] | Path | str, *, max_samples: int | None, show: bool
+) -> PaperData:
     if isinstance(source, (str, Path)):
         from ingest.snapshot import read_snapshot
 
@@ -197,7 +216,7 @@ def _read(source: Iterable[Paper] | Path | str, *, max_samples: int | None, show
     if max_samples is not None and len(by_id) > max_samples:
         by_id = dict(list(by_id.items())[:max_samples])
     kept = list(by_id.values())
-    return _Data([p for p, _ in kept], [lab for _, lab in kept], dict(skipped))
+    return PaperData([p for p, _ in kept], [lab for _, lab in kept], dict(skipped))
 
 
 def _bar(items: Iterable[Paper], show: bool, desc: str, unit: str) -> Iterator[Paper]:
@@ -239,6 +258,12 @@ def _fit_heads(
         bar.update()
     assert best is not None
     _, chosen, category = best
+    blend_val: dict[str, float] = {}
+    if head in ("auto", "logreg-knn"):
+        bar.set_postfix_str("knn blend")
+        chosen, category, blend_val = _choose_blend(
+            X, labels, parts, candidates, tried, (chosen, category), forced=head == "logreg-knn"
+        )
 
     bar.set_postfix_str("domain")
     domain_head: Any = (
@@ -255,12 +280,14 @@ def _fit_heads(
     )
     bar.update()
     bar.close()
-    decoding, decoding_scores = _choose_decoding(
-        X[va], [labels[i] for i in va], category, domain_head
+    p_domain = (list(domain_head.classes), domain_head.predict_proba(X[va]))
+    decoding, decoding_scores = choose_decoding(
+        category.predict_proba(X[va]), category.classes, [labels[i] for i in va], p_domain
     )
     selection = {
         "category_head": chosen,
         "candidates_val_category_accuracy": tried,
+        "blend_val_score": blend_val,
         "domain_head_val_accuracy": round(domain_acc, 4),
         "decoding": decoding,
         "decoding_val": decoding_scores,
@@ -270,11 +297,64 @@ def _fit_heads(
 
 def _candidates(head: HeadChoice, seed: int) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
-    if head in ("logreg", "auto"):
+    if head in ("logreg", "logreg-knn", "auto"):
         out += [(f"logreg C={C}", LogRegHead(C=C, seed=seed)) for C in LOGREG_GRID]
     if head in ("mlp", "auto"):
         out.append(("mlp", MLPHead(seed=seed)))
     return out
+
+
+def _choose_blend(
+    X: np.ndarray,
+    labels: list[PaperLabels],
+    parts: Split,
+    candidates: list[tuple[str, Any]],
+    tried: dict[str, float],
+    single: tuple[str, Any],
+    *,
+    forced: bool,
+) -> tuple[str, Any, dict[str, float]]:
+    """The best logreg candidate blended with kNN (``BLEND_GRID``), against ``single``.
+
+    Every option is scored on validation by category accuracy + precision@1 + top-5 micro
+    recall (the blend mostly helps the last two); the best wins, ``single`` only if not
+    ``forced``. Returns (name, head, {option: score}).
+    """
+    tr, va = parts.train, parts.val
+    truth = [labels[i] for i in va]
+    logregs = [(name, m) for name, m in candidates if isinstance(m, LogRegHead)]
+    base_name, base = max(logregs, key=lambda item: tried[item[0]])
+    scores: dict[str, float] = {}
+    best: tuple[float, str, Any] | None = None
+    if not forced:
+        name, model = single
+        best = (_blend_score(model.classes, model.predict_proba(X[va]), truth), name, model)
+        scores[name] = round(best[0], 4)
+    label_sets = [labels[i].categories for i in tr]
+    for k, weight in BLEND_GRID:
+        blend = KNNBlendHead(k=k, tau=BLEND_TAU, weight=weight).attach(base, X[tr], label_sets)
+        value = _blend_score(blend.classes, blend.predict_proba(X[va]), truth)
+        name = f"{base_name} + knn k={k} tau={BLEND_TAU} weight={weight}"
+        scores[name] = round(value, 4)
+        log.info("candidate %s: validation score %.4f", name, value)
+        if best is None or value > best[0] + 1e-9:
+            best = (value, name, blend)
+    assert best is not None
+    return best[1], best[2], scores
+
+
+def _blend_score(classes: list[str], probs: np.ndarray, truth: list[PaperLabels]) -> float:
+    """Category accuracy + precision@1 + top-5 micro recall of the argmax/top-5 of ``probs``."""
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :5]
+    accuracy = hit = found = declared = 0
+    for row, labels in zip(top, truth, strict=True):
+        ranked = [classes[j] for j in row]
+        accuracy += ranked[0] == labels.category
+        hit += ranked[0] in labels.categories
+        found += len(set(ranked) & set(labels.categories))
+        declared += len(set(labels.categories))
+    n = max(len(truth), 1)
+    return accuracy / n + hit / n + found / max(declared, 1)
 
 
 def _fit_and_score(
@@ -289,21 +369,27 @@ def _fit_and_score(
     return _accuracy(model.classes, model.predict_proba(X[val]), y_va)
 
 
-def _choose_decoding(
-    X_val: np.ndarray, labels: list[PaperLabels], category: Any, domain_head: Any
+def choose_decoding(
+    p_cat: np.ndarray,
+    classes: list[str],
+    labels: list[PaperLabels],
+    p_dom: tuple[list[str], np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """Pick (mode, domain_source) by validation domain + category accuracy."""
-    p_cat = category.predict_proba(X_val)
-    parents = category_mapping(category.classes)
-    p_dom = (list(domain_head.classes), domain_head.predict_proba(X_val))
+    """Pick (mode, domain_source) by validation domain + category accuracy.
+
+    ``p_cat``: category probabilities (n_val, len(classes)); ``p_dom``: (classes, probs) of a
+    direct domain head, if there is one (else the domain is always the marginal).
+    """
+    parents = category_mapping(classes)
     truth = {s: column(labels, s) for s in ("domain", "category")}
     results: dict[str, dict[str, float]] = {}
     best_key, best_value = "top_down/marginal", -1.0
     modes: tuple[DecodeMode, ...] = ("top_down", "flat")
+    sources = ("marginal", "head") if p_dom is not None else ("marginal",)
     for mode in modes:
-        for source in ("marginal", "head"):
+        for source in sources:
             domain = p_dom if source == "head" else None
-            spaces = decode(p_cat, category.classes, parents, mode=mode, domain=domain)
+            spaces = decode(p_cat, classes, parents, mode=mode, domain=domain)
             acc = {s: _agreement(spaces[s].predicted_labels(), truth[s]) for s in truth}
             key = f"{mode}/{source}"
             results[key] = {f"{s}_accuracy": round(v, 4) for s, v in acc.items()}
@@ -372,7 +458,7 @@ def _write_bundle(
         created_at=now.astimezone(UTC).isoformat(),
         embedder=info,
         heads={role: HeadInfo(file=role, kind=h.kind, role=role) for role, h in heads.items()},
-        label_spaces=_label_spaces(heads),
+        label_spaces=label_spaces(heads["category"].classes, heads["categories"].classes),
         category_parents=category_mapping(heads["category"].classes),
         decoding=selection["decoding"],
         training=summary,
@@ -380,39 +466,76 @@ def _write_bundle(
     write_config(stage, config)
 
 
-def _evaluate_bundle(
-    stage: Path, X: np.ndarray, labels: list[PaperLabels], parts: Split
+def score_splits(
+    stage: Path,
+    classifier: PaperClassifier,
+    labels: list[PaperLabels],
+    parts: Split,
+    inputs: Callable[[list[int]], Any],
 ) -> dict[str, Any]:
-    """Reload the written bundle (the serving code path) and score val and test."""
-    classifier = PaperClassifier.load(stage, with_embedder=False)
+    """Score val and test with the reloaded bundle; write the test reports into ``stage``.
+
+    ``inputs(rows)`` gives what the classifier reads for those rows: embeddings (n, dim)
+    or, for a fine-tuned encoder, texts.
+    """
     metrics: dict[str, Any] = {"version": classifier.version}
     for name, rows in (("val", parts.val), ("test", parts.test)):
-        scores = classifier.score_embeddings(X[rows])
+        given = inputs(rows)
+        scores = (
+            classifier.score_texts(given)
+            if classifier.reads_text
+            else classifier.score_embeddings(given)
+        )
         metrics[name] = evaluate_scores(scores, [labels[i] for i in rows])
         if name == "test":
-            _write_reports(stage, scores, [labels[i] for i in rows])
+            write_reports(stage, scores, [labels[i] for i in rows])
     return metrics
 
 
-def _label_spaces(heads: dict[str, Any]) -> dict[str, list[str]]:
-    categories = heads["category"].classes
+def finish_bundle(
+    stage: Path,
+    models_dir: Path,
+    version: str,
+    metrics: dict[str, Any],
+    data: PaperData,
+    parts: Split,
+) -> TrainResult:
+    """metrics.json and split.json into the staging directory, then publish it."""
+    write_metrics(stage, metrics)
+    keys = [p.arxiv_id for p in data.papers]
+    test_ids, val_ids = [keys[i] for i in parts.test], [keys[i] for i in parts.val]
+    split_file = {"summary": parts.summary(), "val_ids": val_ids, "test_ids": test_ids}
+    (stage / "split.json").write_text(json.dumps(split_file))
+    path = publish(models_dir, version)
+    return TrainResult(version, path, metrics, test_ids=test_ids, val_ids=val_ids)
+
+
+def run_params(version: str, data: PaperData, parts: Split) -> dict[str, Any]:
+    """Run parameters every trainer reports to experiment tracking."""
+    return {
+        "version": version,
+        "papers": len(data.papers),
+        "seed": parts.seed,
+        "split": parts.kind,
+        "train": len(parts.train),
+        "val": len(parts.val),
+        "test": len(parts.test),
+    }
+
+
+def label_spaces(categories: list[str], multilabel: list[str]) -> dict[str, list[str]]:
+    """config.json ``label_spaces``: the category head's classes, their parents, and the
+    multi-label head's classes (``multilabel``; [] without one)."""
     parents = category_mapping(categories)
     spaces = {
         s: sorted({parents[c][s] for c in categories}) for s in ("domain", "group", "archive")
     }
     spaces["category"] = list(categories)
-    spaces["categories"] = list(heads["categories"].classes)
+    spaces["categories"] = list(multilabel)
     return spaces
 
 
-def _summary(
-    data: _Data,
-    parts: Split,
-    embedder: Embedder,
-    *,
-    seconds: dict[str, float],
-    embedded: int,
-) -> dict[str, Any]:
+def summarize(data: PaperData, parts: Split, seconds: dict[str, float]) -> dict[str, Any]:
     """The ``training`` section of config.json: what the model was trained on."""
     train_labels = [data.labels[i] for i in parts.train]
     dates = [p.submitted for p in data.papers if p.submitted is not None]
@@ -427,13 +550,11 @@ def _summary(
             for s in ("domain", "archive")
         },
         "train_categories": len({lab.category for lab in train_labels}),
-        "embedder_device": embedder.device,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "texts_embedded": embedded,
     }
 
 
-def _write_reports(directory: Path, scores: Any, labels: list[PaperLabels]) -> None:
+def write_reports(directory: Path, scores: Any, labels: list[PaperLabels]) -> None:
     report = per_class_report(scores, labels)
     (directory / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     for space in ("domain", "archive"):
