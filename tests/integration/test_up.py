@@ -93,6 +93,7 @@ def test_up_replay_labels_every_paper_and_survives_restart(
         socket.create_connection((host, int(port)), timeout=2).close()
 
     # Restart: the promoted model and the labels are still there (PostgreSQL on disk).
+    log = data_dir / "up-again.log"
     up = start_cli(env, log, "up", "--replay", str(feed))
     try:
         wait_for(
