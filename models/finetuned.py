@@ -27,7 +27,7 @@ import torch
 from core.errors import ModelFormatError
 from models.bundle import FINETUNED_KIND
 from models.device import available_cpus
-from models.heads import HEAD_FORMAT
+from models.heads import HEAD_FORMAT, read_head_config
 
 
 class FinetunedEncoderHead:
@@ -73,12 +73,7 @@ class FinetunedEncoderHead:
                 f"head {name!r} incomplete in {directory}: need {name}.json and "
                 f"{name}/model.safetensors"
             )
-        config = json.loads(config_path.read_text())
-        if config.get("format") != HEAD_FORMAT or config.get("kind") != FINETUNED_KIND:
-            raise ModelFormatError(
-                f"{config_path}: expected a {FINETUNED_KIND!r} head in format {HEAD_FORMAT}, "
-                f"found kind={config.get('kind')!r} format={config.get('format')!r}"
-            )
+        config = read_head_config(config_path, FINETUNED_KIND)
         try:
             with _no_progress_bars():
                 model = AutoModelForSequenceClassification.from_pretrained(

@@ -86,18 +86,24 @@ def _write(directory: Path, name: str, config: dict[str, Any], arrays: dict[str,
     (directory / f"{name}.safetensors").write_bytes(weights)
 
 
+def read_head_config(config_path: Path, kind: str) -> dict[str, Any]:
+    """A head's JSON config, refused unless it is of our format and the expected kind."""
+    config: dict[str, Any] = json.loads(config_path.read_text())
+    if config.get("format") != HEAD_FORMAT or config.get("kind") != kind:
+        raise ModelFormatError(
+            f"{config_path}: expected a {kind!r} head in format {HEAD_FORMAT}, "
+            f"found kind={config.get('kind')!r} format={config.get('format')!r}"
+        )
+    return config
+
+
 def _read(directory: Path, name: str, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     config_path, weights_path = directory / f"{name}.json", directory / f"{name}.safetensors"
     if not config_path.is_file() or not weights_path.is_file():
         raise ModelFormatError(
             f"head {name!r} incomplete in {directory}: need {name}.json and .safetensors"
         )
-    config = json.loads(config_path.read_text())
-    if config.get("format") != HEAD_FORMAT or config.get("kind") != kind:
-        raise ModelFormatError(
-            f"{config_path}: expected a {kind!r} head in format {HEAD_FORMAT}, "
-            f"found kind={config.get('kind')!r} format={config.get('format')!r}"
-        )
+    config = read_head_config(config_path, kind)
     return config, load_file(weights_path)
 
 
