@@ -40,20 +40,13 @@ from models.classifier import PaperClassifier
 from models.device import resolve_device
 from models.finetuned import FinetunedEncoderHead, save_finetuned
 from models.registry import new_version_id, staging_dir
+from training.bundle_writer import label_spaces, run_params, score_splits, summarize
+from training.data import read_papers, split_papers
 from training.labels import category_mapping, column
+from training.selection import choose_decoding
 from training.splits import Split, SplitKind
 from training.tracking import track_run
-from training.train import (
-    TrainResult,
-    choose_decoding,
-    finish_bundle,
-    label_spaces,
-    read_papers,
-    run_params,
-    score_splits,
-    split_papers,
-    summarize,
-)
+from training.train import TrainResult, finish_bundle
 
 log = logging.getLogger(__name__)
 

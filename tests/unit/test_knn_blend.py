@@ -12,8 +12,8 @@ import pytest
 from core.errors import ModelFormatError
 from models.heads import KNNBlendHead, LogRegHead, load_head
 from training.labels import PaperLabels, parents_of
+from training.selection import BLEND_GRID, _fit_heads
 from training.splits import Split
-from training.train import BLEND_GRID, _fit_heads
 
 PRIMARY = ["astro-ph.GA", "cs.LG", "hep-th", "math.AG"]
 CROSS = {"cs.LG": "stat.ML", "hep-th": "gr-qc"}  # cross-lists that are never primary
@@ -119,7 +119,7 @@ def test_training_chooses_the_blend_on_validation(
         sorted(order[:100].tolist()), sorted(order[100:130].tolist()), [], "stratified", 0
     )
     if head == "auto":  # keep it quick: no MLP
-        import training.train as train
+        import training.selection as train
 
         original = train._candidates
         monkeypatch.setattr(train, "_candidates", lambda h, s: original("logreg", s))

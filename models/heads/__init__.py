@@ -1,0 +1,67 @@
+"""Classifier heads over embeddings. Each saves ``<name>.json`` (config, classes) and
+``<name>.safetensors`` (arrays) and predicts with numpy alone: no pickle, no training code.
+
+    LogRegHead       multinomial logistic regression (fit: scikit-learn, lbfgs)
+    MLPHead          one hidden layer + dropout (fit: torch, AdamW, early stopping)
+    KNNBlendHead     logreg blended with cosine kNN votes over all declared categories
+    MultiLabelHead   one-vs-rest logistic, per-label thresholds tuned for F1 on validation
+
+Shapes: X is float32 (n, d); single-label ``y`` is a list of n class names; ``predict_proba``
+returns float32 (n, len(classes)), rows summing to 1 (multi-label: independent sigmoids).
+Inputs are standardised with the training mean/std, stored with the head.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelFormatError
+from models.heads.common import HEAD_FORMAT, Head, read_head_config, sigmoid, softmax
+from models.heads.knn import KNNBlendHead
+from models.heads.logreg import LogRegHead
+from models.heads.mlp import MLPHead, copy_state
+from models.heads.multilabel import (
+    MultiLabelHead,
+    label_matrix,
+    tune_global_threshold,
+    tune_thresholds,
+)
+
+__all__ = [
+    "HEAD_FORMAT",
+    "HEAD_TYPES",
+    "Head",
+    "KNNBlendHead",
+    "LogRegHead",
+    "MLPHead",
+    "MultiLabelHead",
+    "copy_state",
+    "label_matrix",
+    "load_head",
+    "read_head_config",
+    "sigmoid",
+    "softmax",
+    "tune_global_threshold",
+    "tune_thresholds",
+]
+
+
+HEAD_TYPES: dict[str, Any] = {
+    LogRegHead.kind: LogRegHead,
+    MLPHead.kind: MLPHead,
+    KNNBlendHead.kind: KNNBlendHead,
+    MultiLabelHead.kind: MultiLabelHead,
+}
+
+
+def load_head(directory: Path, name: str) -> Any:
+    """Load whichever head ``<name>.json`` declares."""
+    path = directory / f"{name}.json"
+    if not path.is_file():
+        raise ModelFormatError(f"missing head config {path}")
+    kind = json.loads(path.read_text()).get("kind")
+    if kind not in HEAD_TYPES:
+        raise ModelFormatError(f"{path}: unknown head kind {kind!r}; known: {sorted(HEAD_TYPES)}")
+    return HEAD_TYPES[kind].load(directory, name)
