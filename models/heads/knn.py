@@ -27,7 +27,9 @@ class KNNBlendHead:
     Measured on the 5k real sample (seed 13, validation): against logreg alone, category
     accuracy 0.624 -> 0.649, precision@1 0.716 -> 0.737, top-5 micro recall 0.780 -> 0.833
     (k=20, tau=0.05, weight=0.35); see docs/quality.md. Stores the training embeddings:
-    ``4 * dim`` bytes per training paper (1.5 KB for MiniLM).
+    ``4 * dim`` bytes per training paper (1.5 KB for MiniLM), at most ``max_per_class``
+    papers per primary category (a seeded sample), so a full-snapshot bundle stays bounded
+    (~150 categories x 1,000 = 230 MB) instead of growing with the 2.5M papers.
     """
 
     kind: ClassVar[str] = "logreg-knn"
@@ -42,13 +44,14 @@ class KNNBlendHead:
         weight: float = 0.35,
         max_iter: int = 500,
         seed: int = 0,
+        max_per_class: int = 1000,
     ) -> None:
         if k < 1 or tau <= 0 or not 0.0 <= weight <= 1.0:
             raise ValueError(
                 f"KNNBlendHead: need k >= 1, tau > 0, 0 <= weight <= 1: {k, tau, weight}"
             )
         self.C, self.k, self.tau, self.weight = C, k, tau, weight
-        self.max_iter, self.seed = max_iter, seed
+        self.max_iter, self.seed, self.max_per_class = max_iter, seed, max_per_class
         self.classes: list[str] = []
         self.logreg: LogRegHead | None = None
         self.memory = np.zeros((0, 0), dtype=np.float32)  # (n, d) unit rows
@@ -70,6 +73,8 @@ class KNNBlendHead:
         """Use an already fitted ``logreg`` (trained on ``X``) and remember ``X`` for kNN."""
         if len(label_sets) != len(X):
             raise ValueError(f"KNNBlendHead: {len(X)} rows but {len(label_sets)} label sets")
+        keep = self._memory_rows([s[0] if len(s) else "" for s in label_sets])
+        X, label_sets = np.asarray(X)[keep], [label_sets[i] for i in keep]
         self.logreg, self.C = logreg, logreg.C
         self.classes = sorted(set(logreg.classes).union(*map(set, label_sets)))
         index = {c: j for j, c in enumerate(self.classes)}
@@ -83,6 +88,19 @@ class KNNBlendHead:
         self.memory = _unit_rows(X)
         self._index_logreg()
         return self
+
+    def _memory_rows(self, primaries: Sequence[str]) -> np.ndarray:
+        """Row indices to remember: all, or a seeded sample of ``max_per_class`` per primary."""
+        rng = np.random.default_rng(self.seed)
+        by_class: dict[str, list[int]] = {}
+        for i, label in enumerate(primaries):
+            by_class.setdefault(label, []).append(i)
+        keep = [
+            rows if len(rows) <= self.max_per_class
+            else sorted(rng.choice(rows, self.max_per_class, replace=False).tolist())
+            for _, rows in sorted(by_class.items())
+        ]  # fmt: skip
+        return np.array(sorted(i for rows in keep for i in rows), dtype=np.int64)
 
     def _index_logreg(self) -> None:
         assert self.logreg is not None
@@ -132,6 +150,7 @@ class KNNBlendHead:
             "tau": self.tau,
             "weight": self.weight,
             "max_iter": self.max_iter,
+            "max_per_class": self.max_per_class,
         }
         arrays = {
             "coef": self.logreg.coef,
@@ -153,6 +172,7 @@ class KNNBlendHead:
             tau=config["tau"],
             weight=config["weight"],
             max_iter=config["max_iter"],
+            max_per_class=config.get("max_per_class", 1000),
         )
         logreg = LogRegHead(C=config["C"], max_iter=config["max_iter"])
         logreg.classes = list(config["logreg_classes"])

@@ -134,3 +134,14 @@ def test_training_chooses_the_blend_on_validation(
         assert type(heads["category"]) is KNNBlendHead
     # the domain head is a logreg with the blend's C
     assert type(heads["domain"]) is LogRegHead and heads["domain"].C == heads["category"].C
+
+
+def test_memory_is_capped_per_primary_category() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 8)).astype(np.float32)
+    y = ["a"] * 50 + ["b"] * 10
+    head = KNNBlendHead(k=3, max_per_class=20, seed=1).fit(X, y)
+    assert len(head.memory) == len(head.vote_index) == 30  # 20 of "a", all 10 of "b"
+    again = KNNBlendHead(k=3, max_per_class=20, seed=1).fit(X, y)
+    assert np.array_equal(head.memory, again.memory)  # the sample is seeded
+    assert KNNBlendHead(k=3).fit(X, y).memory.shape == (60, 8)  # default cap not reached
