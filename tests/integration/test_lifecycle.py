@@ -131,6 +131,25 @@ def test_train_retrain_hot_swap_and_relabel(
         ) == [(0,)]
         assert worker.poll() is None  # same process throughout
 
+        # the read side of the registry, as users call it
+        predicted = json.loads(
+            cli(env, "predict", "--title", "Deep residual learning for image recognition",
+                "--abstract", "We train very deep convolutional networks on ImageNet.",
+                "--top-k", "3", "--json").stdout
+        )  # fmt: skip
+        assert predicted["model_version"] == second and len(predicted["category_top_k"]) == 3
+        assert predicted["domain"]["label"] == "Computer Science"
+        metrics = json.loads(cli(env, "evaluate", "--snapshot", str(small), "--json").stdout)
+        assert metrics["model_version"] == second
+        for space in ("domain", "group", "archive", "category"):
+            assert {"n", "accuracy", "macro_f1", "weighted_f1", "top5_accuracy"} <= set(
+                metrics[space]
+            )
+        assert {"precision_at_1", "top5_micro_recall"} <= set(metrics["category"])
+        assert {"micro_f1", "macro_f1"} <= set(metrics["categories"])
+        shown = json.loads(cli(env, "models", "show", second).stdout)
+        assert shown["promoted"] is True and shown["decision"]["promote"] is True
+
         # relabel: the first batch, through the stream, now under the promoted model
         relabel = json.loads(cli(env, "relabel").stdout)
         assert relabel == {"queued": len(batch1 | batch2), "model_version": second}
