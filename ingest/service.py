@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import islice
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.errors import FeedError
+from core.errors import FeedError, StorageError
 from core.schemas import Paper, encode
 from core.settings import Settings
 from db import repository
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class Republisher(Protocol):
+    async def republish_unlabelled(self) -> int: ...
 
 
 @dataclass
@@ -107,7 +112,7 @@ class Ingester:
 
 async def run_forever(
     poll: Callable[[], Awaitable[IngestStats]],
-    ingester: Ingester,
+    ingester: Republisher,
     *,
     interval_s: float,
     republish_every_s: float,
@@ -115,7 +120,8 @@ async def run_forever(
     rounds: int | None = None,
 ) -> None:
     """Poll the feed every ``interval_s`` and republish unlabelled papers in between.
-    A failed poll (feed down, malformed response) is logged and retried next round."""
+    A failed poll (feed down, malformed response) or a database outage is logged and
+    retried next round; nothing was marked published, so nothing is lost."""
     elapsed_since_poll = interval_s  # poll at once on start
     done = 0
     while rounds is None or done < rounds:
@@ -124,10 +130,13 @@ async def run_forever(
             try:
                 stats = await poll()
                 log.info("poll: %d papers seen, %d published", stats.seen, stats.published)
-            except FeedError as exc:
+            except (FeedError, StorageError) as exc:
                 log.error("poll failed, will retry next round: %s", exc)
             done += 1
-        await ingester.republish_unlabelled()
+        try:
+            await ingester.republish_unlabelled()
+        except StorageError as exc:
+            log.error("republish skipped this round: %s", exc)
         step = min(republish_every_s, interval_s)
         await sleep(step)
         elapsed_since_poll += step

@@ -1,0 +1,54 @@
+"""The ingest loop's schedule and failure handling, on an injected sleep."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import FeedParseError, StorageError
+from ingest.service import IngestStats, run_forever
+
+
+class Republisher:
+    def __init__(self, fail_on: set[int]) -> None:
+        self.calls = 0
+        self.fail_on = fail_on
+
+    async def republish_unlabelled(self) -> int:
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise StorageError("database down")
+        return 0
+
+
+async def test_polls_on_schedule_and_survives_bad_feeds_and_outages() -> None:
+    outcomes: list[Exception | None] = [FeedParseError("truncated"), None, StorageError("down")]
+    polls: list[int] = []
+    sleeps: list[float] = []
+
+    async def poll() -> IngestStats:
+        polls.append(len(sleeps))
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return IngestStats(seen=3, published=1)
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    republisher = Republisher(fail_on={2})
+    await run_forever(poll, republisher, interval_s=30, republish_every_s=10, sleep=sleep, rounds=3)
+    assert polls == [0, 3, 6]  # at start, then every 30 s of 10 s steps
+    assert republisher.calls == 7 and sleeps == [10.0] * 7  # republish between polls
+
+
+async def test_unexpected_errors_still_surface() -> None:
+    async def poll() -> IngestStats:
+        raise RuntimeError("bug")
+
+    async def sleep(seconds: float) -> None:
+        return None
+
+    with pytest.raises(RuntimeError):
+        await run_forever(
+            poll, Republisher(set()), interval_s=1, republish_every_s=1, sleep=sleep, rounds=1
+        )
