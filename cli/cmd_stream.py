@@ -97,7 +97,9 @@ async def tail_topic(
         while limit is None or count < limit:
             timeout_ms = int((idle_exit_s or 1.0) * 1000)
             batch = await consumer.getmany(timeout_ms=timeout_ms)
-            if not batch and idle_exit_s is not None:
+            # Idle counts only once partitions are assigned: the group join itself can take
+            # seconds (Tansu holds joins for half the session timeout).
+            if not batch and idle_exit_s is not None and consumer.assignment():
                 break
             records = [record for part in batch.values() for record in part]
             for record in records[: None if limit is None else limit - count]:
