@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 import uuid
 
 import orjson
@@ -62,6 +63,9 @@ def format_line(value: bytes) -> str:
     )
 
 
+JOIN_WAIT_S = 30.0
+
+
 def _render(value: bytes, as_json: bool) -> str:
     if not as_json:
         return format_line(value)
@@ -92,14 +96,16 @@ async def tail_topic(
         enable_auto_commit=False,
     )
     await consumer.start()
-    count = 0
+    started, count = time.monotonic(), 0
     try:
         while limit is None or count < limit:
             timeout_ms = int((idle_exit_s or 1.0) * 1000)
             batch = await consumer.getmany(timeout_ms=timeout_ms)
             # Idle counts only once partitions are assigned: the group join itself can take
-            # seconds (Tansu holds joins for half the session timeout).
-            if not batch and idle_exit_s is not None and consumer.assignment():
+            # seconds (Tansu holds joins for half the session timeout). A topic that never
+            # gets assigned (it does not exist) still ends after JOIN_WAIT_S.
+            joined = bool(consumer.assignment()) or time.monotonic() - started > JOIN_WAIT_S
+            if not batch and idle_exit_s is not None and joined:
                 break
             records = [record for part in batch.values() for record in part]
             for record in records[: None if limit is None else limit - count]:
