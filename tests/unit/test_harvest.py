@@ -19,6 +19,7 @@ from core.errors import FeedError, FetchError, OAIError
 from core.settings import Settings
 from ingest.harvest import OAIHarvest, fetch_rss, harvest_oai
 from ingest.http import ArxivHttpClient
+from tests.unit.fakes import FakeTime
 
 # Explicit, so a local .env or ARXIV_STREAM_* variables cannot change what is tested.
 SETTINGS = Settings(request_interval_s=3.0, http_max_retries=5, user_agent="arxiv-stream-tests/1")
@@ -27,19 +28,6 @@ LITPUVN = "oai-pmh/litpuvn-arxiv-oai-harvester-2016/ListRecords_arXivRaw_from-20
 MIKE = "oai-pmh/mikesaelim-arXivOAIHarvester-2015"
 FROM = date(2016, 10, 20)
 FIRST_REQUEST = {"verb": "ListRecords", "metadataPrefix": "arXivRaw", "from": "2016-10-20"}
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Server:

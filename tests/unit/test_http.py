@@ -26,6 +26,7 @@ from core.errors import FetchError
 from core.settings import Settings
 from ingest.harvest import fetch_rss
 from ingest.http import ArxivHttpClient, RateLimiter, retry_after_s
+from tests.unit.fakes import FakeTime
 
 # Explicit, so a local .env or ARXIV_STREAM_* variables cannot change what is tested.
 SETTINGS = Settings(request_interval_s=3.0, http_max_retries=5, user_agent="arxiv-stream-tests/1")
@@ -34,24 +35,9 @@ RSS_FEED = "rss/aioarxiv-2024-11-28/rss_all-archives_2024-11-28.xml"
 OAI_URL = "http://export.arxiv.org/oai2"
 
 
-class FakeTime:
-    """A monotonic clock that moves only when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def fake() -> FakeTime:
-    return FakeTime()
+    return FakeTime(start=1000.0)
 
 
 @pytest.fixture(scope="module")
