@@ -8,10 +8,11 @@ BIN    := $(VENV)/bin
 SHARED ?= $(abspath ../shared/data)
 SNAPSHOT ?= $(SHARED)/arxiv-sample/arxiv-metadata-sample.jsonl.gz
 REPLAY ?= $(SHARED)/rss/aioarxiv-2024-11-28/rss_all-archives_2024-11-28.xml
+CORPUS ?= $(SHARED)/arxiv-corpus
 TORCH  ?= torch==2.13.0
 export HF_HUB_OFFLINE = 1
 
-.PHONY: help venv up test test-fast lint typecheck bench clean
+.PHONY: help venv up test test-fast lint typecheck bench train-corpus quality-curve clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -41,6 +42,14 @@ lint: venv  ## ruff + mypy
 
 bench: venv  ## throughput benchmark (see bench/README.md)
 	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.throughput
+
+train-corpus: venv  ## train on the 300k corpus (holdout excluded), gate, promote, evaluate (~1-2 h cold, 2 cores)
+	$(BIN)/arxiv-stream retrain --snapshot "$(CORPUS)" --exclude-holdout --no-ingested --seed 13
+	$(BIN)/arxiv-stream evaluate --snapshot "$(CORPUS)/arxiv-corpus-part03.jsonl.gz" --holdout
+	$(BIN)/arxiv-stream evaluate --snapshot "$(SNAPSHOT)" --split test --seed 13
+
+quality-curve: venv  ## learning curve (5k, 30k, 100k, 300k papers) -> bench/results/quality_curve.json
+	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.quality_curve
 
 clean:  ## remove the venv and caches (not your data dir)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

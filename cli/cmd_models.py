@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cli.argtypes import positive_int
 from cli.dbcall import run_db
 from cli.services import services
 from core.errors import ConfigError, ModelNotFoundError
@@ -40,10 +41,25 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     train.add_argument("--promote", action="store_true", help="promote even if one is promoted")
     train.set_defaults(handler=_train)
 
-    evaluate = sub.add_parser("evaluate", help="metrics of a model on a Kaggle-format file")
-    evaluate.add_argument("--snapshot", type=Path, required=True)
+    evaluate = sub.add_parser("evaluate", help="metrics of a model on Kaggle-format files")
+    evaluate.add_argument("--snapshot", type=Path, nargs="+", required=True, help=SNAPSHOT_HELP)
     evaluate.add_argument("--model", default=None, help="version (default: the promoted one)")
-    evaluate.add_argument("--max-samples", type=int, default=None)
+    evaluate.add_argument("--max-samples", type=positive_int, default=None)
+    evaluate.add_argument(
+        "--holdout",
+        action="store_true",
+        help="score only the fixed evaluation holdout (1 paper in 20 by id hash; "
+        "models trained with --exclude-holdout never saw them)",
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=["test", "val"],
+        default=None,
+        dest="only_split",
+        help="score only this part of the files' stratified split, cut as `train --seed S` "
+        "cuts it (for example the sample's test split)",
+    )
+    evaluate.add_argument("--seed", type=int, default=13, help="with --split (default 13)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -51,7 +67,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     predict.add_argument("--title", required=True)
     predict.add_argument("--abstract", default="")
     predict.add_argument("--model", default=None, help="version (default: the promoted one)")
-    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--top-k", type=positive_int, default=5)
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=_predict)
 
@@ -68,11 +84,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     cmd_lifecycle.add_commands(sub)
 
 
+SNAPSHOT_HELP = (
+    "Kaggle JSON-lines files (.gz ok) or directories of them, read as one stream "
+    "(for example ../shared/data/arxiv-corpus/)"
+)
+
+
 def add_training_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--snapshot", type=Path, required=True, help="Kaggle JSON lines (.gz ok)")
+    parser.add_argument("--snapshot", type=Path, nargs="+", required=True, help=SNAPSHOT_HELP)
     parser.add_argument(
         "--head",
-        choices=["auto", "logreg", "mlp", "logreg-knn", "finetune"],
+        choices=["auto", "logreg", "mlp", "logreg-knn", "softmax", "finetune"],
         default="auto",
         help="heads over embeddings, or finetune: a transformer trained end to end (for a GPU)",
     )
@@ -88,10 +110,30 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="with --head finetune: at most this many (default 4)",
     )
-    parser.add_argument("--max-samples", type=int, default=None)
+    parser.add_argument("--max-samples", type=positive_int, default=None)
     parser.add_argument("--split", choices=["stratified", "time"], default="stratified")
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--variant", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    parser.add_argument(
+        "--variant", choices=["auto", "fp32", "bf16", "fp16", "ov-bf16", "ov-fp32"], default="auto"
+    )
+    parser.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N Optuna trials over the softmax head on the validation split first",
+    )
+    parser.add_argument(
+        "--no-text-head",
+        dest="text_head",
+        action="store_false",
+        help="do not fit the TF-IDF text head (embeddings only)",
+    )
+    parser.add_argument(
+        "--exclude-holdout",
+        action="store_true",
+        help="never train on the fixed evaluation holdout (see `evaluate --holdout`)",
+    )
 
 
 def promoted_version(database_url: str) -> str | None:
@@ -112,7 +154,7 @@ def train_and_register(
     settings: Settings,
     database_url: str,
     *,
-    snapshot: Path,
+    snapshot: Path | list[Path],
     options: argparse.Namespace | None = None,
     force_promote: bool = False,
 ) -> TrainResult:
@@ -127,7 +169,7 @@ def train_and_register(
 
 def run_trainer(
     settings: Settings,
-    papers: Path | list[Paper],
+    papers: Path | list[Path] | list[Paper],
     opts: argparse.Namespace,
     *,
     now: datetime,
@@ -159,7 +201,9 @@ def run_trainer(
         head=getattr(opts, "head", "auto"),
         variant=getattr(opts, "variant", "auto"),
         cache_dir=settings.embedding_cache_dir,
-        batch_size=settings.batch_size,
+        text_head=getattr(opts, "text_head", True),
+        tune=getattr(opts, "tune", 0),
+        exclude_holdout=getattr(opts, "exclude_holdout", False),
         **common,
     )
 
@@ -214,7 +258,7 @@ def _load(settings: Settings, version: str) -> Any:
     return PaperClassifier.load(
         version_dir(settings.models_dir, version),
         device=settings.device,
-        batch_size=settings.batch_size,
+        batch_size=settings.embed_batch_size,
     )
 
 
@@ -260,14 +304,49 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     with services(settings, need_kafka=False) as found:
         version = _resolve_version(found.database_url, args.model)
-    papers = list(read_snapshot(args.snapshot, max_samples=args.max_samples))
+    papers = select_for_evaluation(
+        read_snapshot(args.snapshot), holdout=args.holdout, only_split=args.only_split,
+        seed=args.seed, max_samples=args.max_samples,
+    )  # fmt: skip
+    if not papers:
+        raise ConfigError(f"no papers to evaluate in {', '.join(map(str, args.snapshot))}")
     metrics = evaluate_version(settings, version, papers)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
     return 0
 
 
+def select_for_evaluation(
+    papers: Any,
+    *,
+    holdout: bool = False,
+    only_split: str | None = None,
+    seed: int = 13,
+    max_samples: int | None = None,
+) -> list[Paper]:
+    """The papers ``evaluate`` scores: all, the holdout only, or one part of the split that
+    ``train --seed`` would cut from the same files (papers as training reads them)."""
+    from training.data import read_papers, split_papers
+    from training.holdout import in_holdout
+
+    chosen = [p for p in papers if not holdout or in_holdout(p.arxiv_id)]
+    if only_split is not None:
+        data = read_papers(chosen, max_samples=None, show=False)
+        parts = split_papers(data, "stratified", val_fraction=0.1, test_fraction=0.1, seed=seed)
+        rows = parts.test if only_split == "test" else parts.val
+        chosen = [data.papers[i] for i in rows]
+    return chosen[:max_samples] if max_samples is not None else chosen
+
+
 def _predict(args: argparse.Namespace, settings: Settings) -> int:
     from core.schemas import Paper
+
+    if not (args.title.strip() or args.abstract.strip()):
+        raise ConfigError("predict needs a non-empty --title or --abstract")
+    for name in ("title", "abstract"):
+        try:
+            getattr(args, name).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"--{name} is not valid UTF-8 text") from None
 
     with services(settings, need_kafka=False) as found:
         version = _resolve_version(found.database_url, args.model)

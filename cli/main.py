@@ -71,6 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArxivStreamError as exc:
         print(f"arxiv-stream: {exc}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        # a path the user gave: say which, without a traceback
+        print(
+            f"arxiv-stream: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.client import ensure_topics
+from cli.argtypes import positive_int
 from cli.dbcall import run_db
 from cli.services import services, write_running_state
-from core.errors import ModelNotFoundError
+from core.errors import ConfigError, ModelNotFoundError
 from core.settings import Settings
 from db import migrate, repository
 from stream.model_holder import NO_MODEL_HELP
@@ -47,7 +48,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="Kaggle-format file to train a model from when none is promoted",
     )
     up.add_argument("--source", choices=["rss", "oai"], default=None, help="live feed to poll")
-    up.add_argument("--workers", type=int, default=1, help="classification worker processes")
+    up.add_argument(
+        "--workers", type=positive_int, default=1, help="classification worker processes"
+    )
     up.set_defaults(handler=_up)
 
 
@@ -64,9 +67,16 @@ class Child:
 
 
 def replay_source(path: Path) -> str:
-    """``rss`` or ``oai``, from the first bytes of a saved response."""
-    head = path.read_bytes()[:2048].lower()
-    return "rss" if b"<rss" in head else "oai"
+    """``rss`` or ``oai``, from the first bytes of a saved response; anything else (an HTML
+    page, a missing file) is refused here, before any child starts and retries it forever."""
+    if not path.is_file():
+        raise ConfigError(f"--replay {path}: no such file")
+    head = path.read_bytes()[:4096].lower()
+    if b"<rss" in head:
+        return "rss"
+    if b"<oai-pmh" in head:
+        return "oai"
+    raise ConfigError(f"--replay {path}: neither an RSS feed nor an OAI-PMH response")
 
 
 def child_commands(args: argparse.Namespace, settings: Settings) -> list[Child]:
@@ -118,6 +128,7 @@ def supervise(children: list[Child], env: dict[str, str], database_url: str) -> 
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)  # terminal closed: stop cleanly, embedded PG too
     for child in children:
         _start(child, env)
     last_progress = 0.0

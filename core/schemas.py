@@ -10,7 +10,7 @@ Consumers must ignore fields they do not know; a breaking change bumps the ``/N`
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,6 +24,24 @@ DEAD_LETTER_SCHEMA = "arxiv-stream.dead-letter/1"
 
 Source = Literal["rss", "oai", "snapshot", "relabel"]
 
+# --- input limits (README "Message schema"): a paper beyond them is refused at decode, so
+# nothing downstream (PostgreSQL's int4 and text, the broker's 1 MB message limit) can choke.
+MAX_VERSION = 2**31 - 1
+"""labels.version / papers.version are int4."""
+MAX_TITLE_CHARS = 2_000
+MAX_ABSTRACT_CHARS = 20_000
+"""arXiv caps abstracts at 1,920 characters; ten times that is room for any real one."""
+MAX_AUTHORS_CHARS = 200_000
+"""Collaboration papers list thousands of authors (ATLAS: ~3,000 names)."""
+MAX_FIELD_CHARS = 2_000
+"""doi, journal_ref, each category, announce_type."""
+MAX_CATEGORIES = 50
+MAX_MESSAGE_BYTES = 1_000_000
+"""A papers-topic value over this is refused before parsing (Kafka's default limit)."""
+MAX_DEAD_LETTER_PAYLOAD_CHARS = 64_000
+"""A dead letter keeps at most this much of the original value (plus its size and sha256),
+so the dead letter itself always fits the broker's limit."""
+
 
 class Paper(BaseModel):
     """One version of one arXiv paper, as the ingester saw it."""
@@ -31,24 +49,39 @@ class Paper(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     schema_: str = Field(default=PAPER_SCHEMA, alias="schema")
-    arxiv_id: str
+    arxiv_id: str = Field(max_length=64)
     """Canonical id, version stripped: ``2411.17700`` or ``hep-th/9901001``."""
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     """Latest version seen (1 when the source does not say)."""
-    title: str
-    abstract: str | None = None
-    authors: str | None = None
-    categories: list[str]
+    title: str = Field(max_length=MAX_TITLE_CHARS)
+    abstract: str | None = Field(default=None, max_length=MAX_ABSTRACT_CHARS)
+    authors: str | None = Field(default=None, max_length=MAX_AUTHORS_CHARS)
+    categories: list[Annotated[str, Field(max_length=MAX_FIELD_CHARS)]] = Field(
+        max_length=MAX_CATEGORIES
+    )
     """Declared categories, primary first, as arXiv lists them."""
     submitted: datetime | None = None
     """Date of v1 when known (timezone-aware, UTC)."""
     updated: datetime | None = None
     """Date of the latest version or the OAI datestamp when known."""
-    doi: str | None = None
-    journal_ref: str | None = None
+    doi: str | None = Field(default=None, max_length=MAX_FIELD_CHARS)
+    journal_ref: str | None = Field(default=None, max_length=MAX_FIELD_CHARS)
     source: Source
-    announce_type: str | None = None
+    announce_type: str | None = Field(default=None, max_length=MAX_FIELD_CHARS)
     """RSS only: new, cross, replace, replace-cross."""
+
+    @field_validator("title", "abstract", "authors", "doi", "journal_ref", mode="before")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        """U+0000 is dropped: PostgreSQL text cannot hold it, and no real metadata has it."""
+        return value.replace("\x00", "") if isinstance(value, str) else value
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _no_nul_in_categories(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [v.replace("\x00", "") if isinstance(v, str) else v for v in value]
+        return value
 
     @field_validator("arxiv_id")
     @classmethod
@@ -99,8 +132,30 @@ class DeadLetter(BaseModel):
     source_topic: str
     key: str | None
     payload: str
-    """The original value, decoded as UTF-8 with replacement characters."""
+    """The original value, decoded as UTF-8 with replacement characters; at most
+    ``MAX_DEAD_LETTER_PAYLOAD_CHARS`` of it (``payload_truncated``)."""
     failed_at: datetime
+    payload_bytes: int | None = None
+    """Size of the original value in bytes."""
+    payload_sha256: str | None = None
+    """sha256 (hex) of the original value: finds it again, even when truncated here."""
+    payload_truncated: bool = False
+
+
+def dead_letter_payload(value: bytes) -> dict[str, object]:
+    """The payload fields of a DeadLetter for ``value``: bounded, with size and checksum."""
+    import hashlib
+
+    text = value[: MAX_DEAD_LETTER_PAYLOAD_CHARS * 4].decode("utf-8", errors="replace")
+    truncated = (
+        len(text) > MAX_DEAD_LETTER_PAYLOAD_CHARS or len(value) > MAX_DEAD_LETTER_PAYLOAD_CHARS * 4
+    )
+    return {
+        "payload": text[:MAX_DEAD_LETTER_PAYLOAD_CHARS],
+        "payload_bytes": len(value),
+        "payload_sha256": hashlib.sha256(value).hexdigest(),
+        "payload_truncated": truncated,
+    }
 
 
 def encode(message: BaseModel) -> bytes:
@@ -109,6 +164,11 @@ def encode(message: BaseModel) -> bytes:
 
 def decode_paper(raw: bytes | str | dict[str, object]) -> Paper:
     """Parse a papers-topic value; anything else is a MessageError (dead-lettered)."""
+    if isinstance(raw, (bytes, str)) and len(raw) > MAX_MESSAGE_BYTES:
+        raise MessageError(
+            f"undecodable paper message: {len(raw):,} bytes, over the "
+            f"{MAX_MESSAGE_BYTES:,}-byte limit"
+        )
     try:
         data = orjson.loads(raw) if isinstance(raw, (bytes, str)) else raw
         if not isinstance(data, dict):

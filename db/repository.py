@@ -14,11 +14,11 @@ Unreachable database: ``StorageError``, raised by the engine (see db/engine.py).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, any_, func, literal, select, update
+from sqlalchemy import Row, any_, func, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Text
@@ -186,24 +186,23 @@ async def get_paper(conn: AsyncConnection, arxiv_id: str) -> Paper | None:
 
 
 async def papers_needing_labels(
-    conn: AsyncConnection, *, model_version: str, published_before: datetime, limit: int
+    conn: AsyncConnection, *, model_version: str | None, published_before: datetime, limit: int
 ) -> list[Paper]:
-    """Papers whose current version has no label under ``model_version`` although they
-    were last published (or, never published, first seen) before ``published_before``.
+    """Papers whose current version has no label under ``model_version`` (None: under any
+    model) although they were last published (or, never published, first seen) before
+    ``published_before``.
 
     The ingester publishes these again: the embedded broker keeps messages in memory only,
     so a broker restart can lose them. Oldest first.
     """
     last_sent = func.coalesce(t.papers.c.published_at, t.papers.c.first_seen_at)
-    labelled = (
-        select(t.labels.c.arxiv_id)
-        .where(
-            t.labels.c.arxiv_id == t.papers.c.arxiv_id,
-            t.labels.c.version == t.papers.c.version,
-            t.labels.c.model_version == model_version,
-        )
-        .exists()
-    )
+    same_paper = [
+        t.labels.c.arxiv_id == t.papers.c.arxiv_id,
+        t.labels.c.version == t.papers.c.version,
+    ]
+    if model_version is not None:
+        same_paper.append(t.labels.c.model_version == model_version)
+    labelled = select(t.labels.c.arxiv_id).where(*same_paper).exists()
     stmt = (
         select(t.papers)
         .where(~labelled, last_sent < _aware(published_before))
@@ -211,6 +210,11 @@ async def papers_needing_labels(
         .limit(limit)
     )
     return [_to_paper(row) for row in await conn.execute(stmt)]
+
+
+async def last_labelled_at(conn: AsyncConnection) -> datetime | None:
+    """When the newest label was written (any model): is the stream making progress?"""
+    return (await conn.execute(select(func.max(t.labels.c.labelled_at)))).scalar_one()
 
 
 async def papers_for_relabel(
@@ -275,23 +279,89 @@ async def upsert_labels(conn: AsyncConnection, rows: Sequence[LabelRow]) -> int:
         _aware(row.labelled_at)
     stmt = insert(t.labels)
     key = ("arxiv_id", "version", "model_version")
+    kept = (*key, "published_at")  # a replay never forgets that a label was already sent
     stmt = stmt.on_conflict_do_update(
         index_elements=list(key),
-        set_={c.name: stmt.excluded[c.name] for c in t.labels.columns if c.name not in key},
+        set_={c.name: stmt.excluded[c.name] for c in t.labels.columns if c.name not in kept},
     )
     ordered = [by_key[key] for key in sorted(by_key)]  # id order: no deadlocks (see papers)
     await conn.execute(stmt, [asdict(row) for row in ordered])
     return len(by_key)
 
 
+LabelKey = tuple[str, int, str]
+"""(arxiv_id, version, model_version): what a label row and its message are keyed on."""
+_LABEL_FIELDS = tuple(f.name for f in fields(LabelRow))
+
+
 async def get_labels(conn: AsyncConnection, arxiv_id: str) -> list[LabelRow]:
     """Every label of one paper, all versions and models, newest first."""
     stmt = (
-        select(t.labels)
+        select(*(t.labels.c[name] for name in _LABEL_FIELDS))
         .where(t.labels.c.arxiv_id == arxiv_id)
         .order_by(t.labels.c.labelled_at.desc(), t.labels.c.version.desc())
     )
     return [LabelRow(**row._asdict()) for row in await conn.execute(stmt)]
+
+
+async def unpublished_keys(conn: AsyncConnection, keys: Iterable[LabelKey]) -> set[LabelKey]:
+    """Which of ``keys`` have a label row whose message was not sent yet."""
+    wanted = list(keys)
+    if not wanted:
+        return set()
+    lab = t.labels.c
+    stmt = select(lab.arxiv_id, lab.version, lab.model_version).where(
+        lab.published_at.is_(None),
+        tuple_(lab.arxiv_id, lab.version, lab.model_version).in_(wanted),
+    )
+    return {(r.arxiv_id, r.version, r.model_version) for r in await conn.execute(stmt)}
+
+
+async def mark_labels_published(
+    conn: AsyncConnection, keys: Iterable[LabelKey], *, now: datetime
+) -> int:
+    """Record that these labels' messages reached the broker; returns rows touched."""
+    wanted = list(keys)
+    if not wanted:
+        return 0
+    lab = t.labels.c
+    result = await conn.execute(
+        update(t.labels)
+        .where(tuple_(lab.arxiv_id, lab.version, lab.model_version).in_(wanted))
+        .values(published_at=_aware(now))
+    )
+    return result.rowcount
+
+
+@dataclass(frozen=True)
+class UnsentLabel:
+    """A label whose message must be sent again, with what the message needs of its paper."""
+
+    label: LabelRow
+    title: str
+    categories: list[str]
+
+
+async def claim_unpublished_labels(
+    conn: AsyncConnection, *, labelled_before: datetime, limit: int
+) -> list[UnsentLabel]:
+    """Oldest labels not yet published, locked for this transaction (``SKIP LOCKED``: two
+    workers never claim the same row). Send them, mark them, then commit."""
+    lab = t.labels.c
+    stmt = (
+        select(*(lab[name] for name in _LABEL_FIELDS), t.papers.c.title, t.papers.c.categories)
+        .join(t.papers, t.papers.c.arxiv_id == lab.arxiv_id)
+        .where(lab.published_at.is_(None), lab.labelled_at < _aware(labelled_before))
+        .order_by(lab.labelled_at)
+        .limit(limit)
+        .with_for_update(of=t.labels, skip_locked=True)
+    )
+    out = []
+    for row in await conn.execute(stmt):
+        data = row._asdict()
+        title, categories = data.pop("title"), data.pop("categories")
+        out.append(UnsentLabel(LabelRow(**data), title, list(categories)))
+    return out
 
 
 async def label_counts(conn: AsyncConnection, model_version: str) -> int:

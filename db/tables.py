@@ -90,8 +90,10 @@ labels = Table(
     Column("top_k", JSONB, nullable=False),  # {"domain": [{"label", "score"}], "category": [...]}
     Column("agrees_with_declared", Boolean),  # null when the paper declares no category
     Column("labelled_at", Timestamp, nullable=False),
+    Column("published_at", Timestamp),  # its message reached classified-papers; NULL: re-send
     PrimaryKeyConstraint("arxiv_id", "version", "model_version", name="labels_pkey"),
     Index("labels_model_version_labelled_at", "model_version", "labelled_at"),
+    Index("labels_unpublished", "labelled_at", postgresql_where=text("published_at IS NULL")),
 )
 
 ingest_checkpoints = Table(

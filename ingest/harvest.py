@@ -17,6 +17,11 @@ upserts are idempotent), so nothing can fall between two harvests.
 arXiv's resumptionTokens expire. On ``badResumptionToken`` the list is restarted once from
 ``from_date`` (pages already yielded come again); a second one is a FetchError.
 ``noRecordsMatch`` means an empty list: no pages, and the checkpoint stays ``from_date``.
+
+A server that hands out a resumptionToken it already gave in this harvest, or a list longer
+than ``max_pages`` (default ``MAX_PAGES``: ~10M records at arXiv's 1,000 per page), ends the
+harvest with a FetchError naming the token; the checkpoint is not advanced, so the next
+harvest starts from the same day.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from ingest.oai import OAIPage, oai_params, parse_oai
 from ingest.rss import parse_rss, rss_url
 
 log = logging.getLogger(__name__)
+
+MAX_PAGES = 10_000
 
 
 class Fetcher(Protocol):
@@ -57,7 +64,9 @@ class OAIHarvest:
         set_spec: str | None = None,
         from_date: date | None = None,
         until: date | None = None,
+        max_pages: int = MAX_PAGES,
     ) -> None:
+        self.max_pages = max_pages
         self.client = client
         self.base_url = base_url
         self.metadata_prefix = metadata_prefix
@@ -73,6 +82,8 @@ class OAIHarvest:
         first_response: datetime | None = None
         token: str | None = None
         restarted = False
+        seen_tokens: set[str] = set()
+        pages = 0
         while True:
             params = oai_params(
                 "ListRecords",
@@ -95,13 +106,26 @@ class OAIHarvest:
                     raise FetchError(f"OAI-PMH resumptionToken rejected twice: {exc}") from exc
                 log.warning("OAI-PMH token %r rejected (%s); restarting the list", token, exc)
                 token, restarted = None, True
+                seen_tokens.clear()
                 continue
             first_response = first_response or page.response_date
             yield page
+            pages += 1
             token = page.resumption_token
             if token is None:
                 self.checkpoint = first_response.date()
                 return
+            if token in seen_tokens:
+                raise FetchError(
+                    f"OAI-PMH server repeated resumptionToken {token!r} after {pages} pages; "
+                    "harvest stopped, checkpoint kept"
+                )
+            if pages >= self.max_pages:
+                raise FetchError(
+                    f"OAI-PMH list longer than {self.max_pages} pages (last token {token!r}); "
+                    "harvest stopped, checkpoint kept"
+                )
+            seen_tokens.add(token)
 
 
 async def harvest_oai(

@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
+MAX_RESPONSE_BYTES = 50_000_000
+"""A body larger than this is refused while it downloads (an arXiv OAI page is ~2-5 MB, the
+all-archives RSS feed ~3 MB): memory stays bounded whatever a server sends."""
+
 _RETRYABLE_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
@@ -109,8 +113,10 @@ class ArxivHttpClient:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         random: Callable[[], float] = _random.random,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.max_retries = max_retries
+        self.max_response_bytes = max_response_bytes
         self.backoff_base_s = backoff_base_s
         """First backoff ceiling; doubles per retry (full jitter draws below it)."""
         self.backoff_max_s = backoff_max_s
@@ -142,16 +148,20 @@ class ArxivHttpClient:
         for attempt in range(attempts):
             wait: float | None = None
             response: httpx.Response | None = None
+            body = b""
             async with self.limiter.slot():
                 try:
-                    response = await self._http.get(url, params=params)
+                    async with self._http.stream("GET", url, params=params) as streamed:
+                        if streamed.is_success:
+                            body = await _read_capped(streamed, self.max_response_bytes)
+                        response = streamed  # only once the body was read whole
                 except _RETRYABLE_ERRORS as exc:
                     reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 except httpx.HTTPError as exc:  # bad URL, too many redirects: retrying won't help
                     raise FetchError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
             if response is not None:
                 if response.is_success:
-                    return response.content
+                    return body
                 reason = f"HTTP {response.status_code} {response.reason_phrase}"
                 if not _retryable(response.status_code):
                     raise FetchError(f"GET {response.url}: {reason}")
@@ -197,3 +207,21 @@ def _server_now(response: httpx.Response) -> datetime:
     except (TypeError, ValueError):
         return datetime.now(UTC)
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The body, refused with a FetchError (not retried: the same URL would send the same)
+    as soon as it passes ``limit`` bytes."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise FetchError(
+            f"GET {response.url}: body of {int(declared):,} bytes over the {limit:,}-byte limit"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise FetchError(f"GET {response.url}: body over the {limit:,}-byte limit; stopped")
+        chunks.append(chunk)
+    return b"".join(chunks)

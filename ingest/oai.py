@@ -21,6 +21,7 @@ XML is read with the standard library (expat refuses entity-expansion bombs sinc
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -31,7 +32,9 @@ from pydantic import ValidationError
 from core.arxiv_ids import canonical_id
 from core.errors import FeedParseError, MessageError, OAIError
 from core.schemas import Paper
-from ingest.text import clean_text
+from ingest.text import RejectedItem, clean_text, first_error
+
+log = logging.getLogger(__name__)
 
 OAI = "{http://www.openarchives.org/OAI/2.0/}"
 ARXIV = "{http://arxiv.org/OAI/arXiv/}"
@@ -77,6 +80,9 @@ def oai_params(
     return params
 
 
+_RECORD_VERBS = frozenset({f"{OAI}ListRecords", f"{OAI}GetRecord"})
+
+
 def parse_oai(data: bytes) -> OAIPage:
     """Read one OAI-PMH response (see the module docstring for what maps to what)."""
     try:
@@ -88,8 +94,22 @@ def parse_oai(data: bytes) -> OAIPage:
     error = root.find(f"{OAI}error")
     if error is not None:
         raise OAIError(error.get("code", "unknown"), (error.text or "").strip())
+    verbs = [child.tag.removeprefix(OAI) for child in root if child.tag in _RECORD_VERBS]
+    if not verbs:
+        found = [child.tag.removeprefix(OAI) for child in root][-1:]
+        raise FeedParseError(
+            f"OAI-PMH response holds no records (a {found[0] if found else 'bare'} answer; "
+            "ListRecords or GetRecord expected)"
+        )
 
-    papers = [_paper(record) for record in root.iter(f"{OAI}record") if not _deleted(record)]
+    papers = []
+    for record in root.iter(f"{OAI}record"):
+        if _deleted(record):
+            continue
+        try:
+            papers.append(_paper(record))
+        except RejectedItem as exc:  # one paper over the limits must not stop the harvest
+            log.error("%s", exc)
     deleted = [_deleted_id(h) for h in root.iter(f"{OAI}header") if h.get("status") == "deleted"]
     token = root.find(f".//{OAI}resumptionToken")
     return OAIPage(
@@ -125,7 +145,9 @@ def _paper(record: ET.Element) -> Paper:
         if plain is not None:
             return _from_arxiv(plain)
         raise MessageError("metadata is neither arXivRaw nor arXiv")
-    except (MessageError, ValidationError, ValueError, TypeError) as exc:
+    except ValidationError as exc:
+        raise RejectedItem(f"skipped OAI record {identifier}: {first_error(exc)}") from exc
+    except (MessageError, ValueError, TypeError) as exc:
         raise FeedParseError(f"unusable OAI record {identifier}: {exc}") from exc
 
 

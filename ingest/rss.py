@@ -30,6 +30,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import logging
 import re
 import xml.sax
 from datetime import UTC, datetime
@@ -42,7 +43,9 @@ from pydantic import ValidationError
 from core.arxiv_ids import parse_arxiv_id
 from core.errors import ConfigError, FeedError, FeedParseError, MessageError
 from core.schemas import Paper
-from ingest.text import clean_text
+from ingest.text import RejectedItem, clean_text, first_error
+
+log = logging.getLogger(__name__)
 
 _ERROR_TITLE = "Feed error for query"
 # "arXiv:2411.17700v1 Announce Type: new \nAbstract: ..." (old-style ids look alike).
@@ -77,7 +80,13 @@ def parse_rss(data: bytes) -> list[Paper]:
     if title.startswith(_ERROR_TITLE):
         raise FeedError(f"arXiv RSS error: {channel.get('description') or title}")
     announced = _utc(channel.get("published_parsed"))
-    return [_paper(entry, announced) for entry in feed.entries]
+    papers = []
+    for entry in feed.entries:
+        try:
+            papers.append(_paper(entry, announced))
+        except RejectedItem as exc:  # one paper over the limits must not stop the feed
+            log.error("%s", exc)
+    return papers
 
 
 def _paper(entry: Any, announced: datetime | None) -> Paper:
@@ -103,7 +112,9 @@ def _paper(entry: Any, announced: datetime | None) -> Paper:
             source="rss",
             announce_type=announce_type,
         )
-    except (MessageError, ValidationError) as exc:
+    except ValidationError as exc:
+        raise RejectedItem(f"skipped RSS item {raw_id!r}: {first_error(exc)}") from exc
+    except MessageError as exc:
         raise FeedParseError(f"unusable RSS item {raw_id or entry.get('link')!r}: {exc}") from exc
 
 

@@ -1,9 +1,17 @@
 """The ingest loop: papers in, stored, then published. Owns no connection itself.
 
 Invariant that makes the pipeline lossless on an in-memory broker: a paper row is written
-to PostgreSQL *before* its message is published, and papers still without a label under the
-promoted model after ``republish_grace_s`` are published again. Publishing twice is safe:
-the worker's writes are keyed upserts.
+to PostgreSQL *before* its message is published, and papers whose current version has no
+label (under any model) are published again when they are *lost*, not merely queued:
+- the paper was last handed to the stream more than ``republish_grace_s`` ago, and
+- the stream is idle: no label at all was written for ``republish_grace_s``. While the
+  worker is writing labels, unlabelled papers are queued behind it, and republishing them
+  would only add work when it is behind;
+- after a round that republished papers, if still no label arrives, the wait doubles (up to
+  ``REPUBLISH_BACKOFF_MAX``x the grace): a worker that cannot load its model is not flooded.
+Publishing twice is safe: the worker's writes are keyed upserts. A promotion does not
+republish anything (``latest_labels`` keeps showing the older labels); ``arxiv-stream
+relabel`` classifies stored papers again on purpose.
 
 Only papers that are new, or carry a higher version than the stored one, are published.
 """
@@ -14,7 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from typing import Protocol
 
@@ -29,6 +37,7 @@ from db import repository
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+REPUBLISH_BACKOFF_MAX = 16
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -61,6 +70,8 @@ class Ingester:
         self.engine = engine
         self.producer = producer
         self.clock = clock
+        self._backoff = 1  # multiplies the grace after rounds that did not bring labels
+        self._last_republish_at = datetime.min.replace(tzinfo=UTC)
 
     async def ingest(self, papers: Sequence[Paper]) -> IngestStats:
         """Store ``papers``; publish the ones that are new or newer than stored."""
@@ -81,22 +92,29 @@ class Ingester:
         return total
 
     async def republish_unlabelled(self) -> int:
-        """Publish again what the worker never labelled (lost by an in-memory broker, or
-        ingested before a model existed)."""
+        """Publish again what the stream lost (see the module docstring); returns how many."""
         now = self.clock()
+        grace = timedelta(seconds=self.settings.republish_grace_s)
         async with self.engine.connect() as conn:
-            promoted = await repository.promoted_model(conn)
-            if promoted is None:
-                return 0
+            if await repository.promoted_model(conn) is None:
+                return 0  # no worker can label anything yet
+            last = await repository.last_labelled_at(conn)
+            waited = grace * self._backoff
+            if last is not None and now - last < waited:
+                if last > self._last_republish_at:
+                    self._backoff = 1  # labels flow again
+                return 0  # the worker is busy: unlabelled papers are queued, not lost
             stale = await repository.papers_needing_labels(
-                conn,
-                model_version=promoted.version,
-                published_before=now - timedelta(seconds=self.settings.republish_grace_s),
-                limit=5000,
+                conn, model_version=None, published_before=now - waited, limit=5000
             )
         if stale:
-            log.info("republishing %d papers still unlabelled by %s", len(stale), promoted.version)
+            log.warning(
+                "republishing %d papers the stream lost (no label since %s)",
+                len(stale), last.isoformat() if last else "ever",
+            )  # fmt: skip
             await self._publish(stale)
+            self._last_republish_at = now
+            self._backoff = min(self._backoff * 2, REPUBLISH_BACKOFF_MAX)
         return len(stale)
 
     async def _publish(self, papers: Sequence[Paper]) -> None:

@@ -14,7 +14,8 @@ What real records look like (see ../shared/data/README.md) and what we do about 
 
 * Any field but ``id``/``title``/``categories`` may be null. Lines without those three, or
   that are not JSON objects, are recorded in ``report.malformed`` and skipped, never raised:
-  one bad line must not stop a multi-hour training read.
+  one bad line must not stop a multi-hour training read. A file in which *no* line is a
+  record (HTML, garbage) raises FeedParseError once it has been read.
 * ``versions[].created`` comes as RFC 2822 (``Mon, 2 Apr 2007 19:18:42 GMT``) or as the
   arXiv DB string (``2007-04-02 19:18:42``, zone not stated: taken as UTC).
 * ``versions`` may be null (version 1, no dates: ``update_date`` stands in), and in arXiv's
@@ -27,13 +28,20 @@ What real records look like (see ../shared/data/README.md) and what we do about 
   and counted in ``report.undated``.
 * ``archives`` filters on the primary (first) category's archive, legacy names mapped
   (``cmp-lg`` counts as ``cs``).
+* ``v1_date`` (``YYYY-MM-DD``, an extra key of ../shared/data/arxiv-corpus) stands in for
+  v1's date when ``versions`` is null, before ``update_date``.
+
+``path`` may be one file, a directory (its ``*.json``, ``*.jsonl`` and their ``.gz`` files, in
+name order) or a list of either: the files are read one after another as one stream, with one
+report and one set of ids (a paper in two parts is kept once). Malformed-line reasons then
+start with the file's name.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -43,7 +51,7 @@ from typing import Any, BinaryIO
 import orjson
 from pydantic import ValidationError
 
-from core.errors import MessageError
+from core.errors import FeedParseError, MessageError
 from core.schemas import Paper
 from core.taxonomy import archive_of
 from ingest.text import clean_text
@@ -82,8 +90,33 @@ class _Malformed(Exception):
     pass
 
 
+SnapshotSource = str | Path | Sequence[str | Path]
+_SNAPSHOT_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+
+
+def snapshot_files(source: SnapshotSource) -> list[Path]:
+    """The files ``source`` names: a file, a directory's snapshot files (name order), or a
+    list of either. Raises FileNotFoundError (one line, naming the path) for a missing path
+    and for a directory without snapshot files."""
+    items = [source] if isinstance(source, (str, Path)) else list(source)
+    files: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.name.endswith(_SNAPSHOT_SUFFIXES))
+            if not found:
+                raise FileNotFoundError(f"{item}: no snapshot files (*.json[l][.gz]) in it")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such snapshot file or directory")
+    if not files:
+        raise FileNotFoundError("no snapshot file given")
+    return files
+
+
 def read_snapshot(
-    path: str | Path,
+    path: SnapshotSource,
     *,
     max_samples: int | None = None,
     since: date | None = None,
@@ -96,10 +129,14 @@ def read_snapshot(
     ``report`` is filled in as the iterator advances; pass one in to see what was skipped.
     """
     report = report if report is not None else SnapshotReport()
+    files = snapshot_files(path)
     wanted = {archive_of(a) for a in archives} if archives is not None else None
     seen: set[str] = set()
-    with open(path, "rb") as raw:
-        for line_no, line in enumerate(_lines(raw), start=1):
+    for file in files:
+        if max_samples is not None and report.yielded >= max_samples:
+            break
+        prefix = f"{file.name}: " if len(files) > 1 else ""
+        for line_no, line in _numbered_lines(file):
             if max_samples is not None and report.yielded >= max_samples:
                 break
             if not line.strip():
@@ -109,7 +146,7 @@ def read_snapshot(
                 record = _record(line)
                 paper, day = _paper(record)
             except _Malformed as exc:
-                report.malformed.append((line_no, str(exc)))
+                report.malformed.append((line_no, prefix + str(exc)))
                 continue
             if paper.arxiv_id in seen:
                 report.duplicates += 1
@@ -125,7 +162,18 @@ def read_snapshot(
                 report.undated += 1
             report.yielded += 1
             yield paper
-    log.info("snapshot %s: %s", path, report)
+    log.info("snapshot %s: %s", ", ".join(map(str, files)), report)
+    if report.read and len(report.malformed) == report.read:
+        line, reason = report.malformed[0]
+        raise FeedParseError(
+            f"{', '.join(map(str, files))}: not a Kaggle-format snapshot: none of its "
+            f"{report.read} lines is a paper record (line {line}: {reason})"
+        )
+
+
+def _numbered_lines(file: Path) -> Iterator[tuple[int, bytes]]:
+    with open(file, "rb") as raw:
+        yield from enumerate(_lines(raw), start=1)
 
 
 def _lines(raw: BinaryIO) -> Iterator[bytes]:
@@ -158,6 +206,7 @@ def _paper(record: dict[str, Any]) -> tuple[Paper, datetime | None]:
     try:
         versions = _versions(record.get("versions"))
         update_date = _day(record.get("update_date"))
+        first = versions.get(1) or _day(record.get("v1_date"))
         paper = Paper(
             arxiv_id=record["id"],
             version=max(versions, default=1),
@@ -165,15 +214,15 @@ def _paper(record: dict[str, Any]) -> tuple[Paper, datetime | None]:
             abstract=clean_text(record.get("abstract")),
             authors=clean_text(record.get("authors")),
             categories=record["categories"].split(),
-            submitted=versions.get(1),
-            updated=versions[max(versions)] if versions else update_date,
+            submitted=first,
+            updated=versions[max(versions)] if versions else (update_date or first),
             doi=clean_text(record.get("doi")),
             journal_ref=clean_text(record.get("journal-ref")),
             source="snapshot",
         )
     except (ValidationError, MessageError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise _Malformed(f"{record['id']}: {exc}") from exc
-    return paper, versions[min(versions)] if versions else update_date
+    return paper, versions[min(versions)] if versions else (first or update_date)
 
 
 def _versions(value: object) -> dict[int, datetime]:

@@ -8,10 +8,6 @@ Collapsing every run of whitespace into one space makes all of them identical.
 
 from __future__ import annotations
 
-import re
-
-_WHITESPACE = re.compile(r"\s+")
-
 
 def clean_text(text: str | None) -> str | None:
     """Collapse runs of whitespace (line breaks included) into single spaces and strip.
@@ -25,5 +21,23 @@ def clean_text(text: str | None) -> str | None:
     """
     if text is None:
         return None
-    cleaned = _WHITESPACE.sub(" ", text).strip()
+    # str.split() splits on the same Unicode whitespace as re's \s, at a fraction of the cost
+    # (the snapshot reader calls this five times per record).
+    cleaned = " ".join(text.split())
     return cleaned or None
+
+
+class RejectedItem(Exception):
+    """One feed item that is not a valid Paper (over the size limits of core.schemas, say):
+    the parsers log it, naming the paper, and go on with the rest of the feed."""
+
+
+def first_error(exc: Exception) -> str:
+    """The first line of a pydantic ValidationError (field and reason), else str(exc)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        found = errors()
+        if found:
+            where = ".".join(str(part) for part in found[0].get("loc", ()))
+            return f"{where}: {found[0].get('msg', '')}"
+    return str(exc).splitlines()[0]

@@ -22,9 +22,9 @@ import numpy as np
 from core.errors import ModelFormatError
 from models.bundle import FINETUNED_KIND, BundleConfig, HeadInfo, read_config
 from models.device import resolve_device
-from models.embedder import Embedder
+from models.embedder import Embedder, openvino_available
 from models.finetuned import FinetunedEncoderHead
-from models.heads import load_head
+from models.heads import align_columns, fuse_log_linear, load_head
 from models.predict import BatchScores, MultiLabelScores, Prediction, decode, to_predictions
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class PaperClassifier:
         model_dir: Path,
         *,
         device: str = "auto",
-        batch_size: int = 64,
+        batch_size: int | None = None,
         with_embedder: bool = True,
         variant: str | None = None,
     ) -> PaperClassifier:
@@ -62,18 +62,13 @@ class PaperClassifier:
         model_dir = Path(model_dir)
         config = read_config(model_dir)
         heads = {
-            role: _load_head(model_dir, info, device=device, batch_size=batch_size)
+            role: _load_head(model_dir, info, device=device, batch_size=batch_size or 32)
             for role, info in config.heads.items()
         }
         embedder = None
         if with_embedder and config.embedder is not None:
             resolved = resolve_device(device)
-            chosen = variant or config.embedder.variant
-            if chosen == "fp16" and not resolved.startswith("cuda"):
-                log.warning(
-                    "model %s was embedded in fp16; using fp32 on %s", config.version, resolved
-                )
-                chosen = "fp32"
+            chosen = serving_variant(variant or config.embedder.variant, resolved, config.version)
             embedder = Embedder(
                 config.embedder.name, device=resolved, variant=chosen, batch_size=batch_size
             )
@@ -88,6 +83,9 @@ class PaperClassifier:
         category = self.heads["category"]
         if list(category.classes) != self.config.label_spaces["category"]:
             raise ModelFormatError(f"{self.path}: category head classes differ from config")
+        text = self.heads.get("text")
+        if text is not None and not set(text.classes) <= set(category.classes):
+            raise ModelFormatError(f"{self.path}: text head has classes the category head lacks")
         missing = set(category.classes) - set(self.config.category_parents)
         if missing:
             raise ModelFormatError(f"{self.path}: no parents for categories {sorted(missing)[:5]}")
@@ -117,12 +115,27 @@ class PaperClassifier:
         """Probabilities and decoded labels for paper texts (``Paper.text``)."""
         if self.reads_text:
             return self.score_category_probs(self.heads["category"].predict_texts(texts))
-        return self.score_embeddings(self.embed(texts))
+        return self.score_embeddings(self.embed(texts), texts=texts)
 
-    def score_embeddings(self, X: np.ndarray) -> BatchScores:
-        """Probabilities and decoded labels for embeddings float32 (n, dim)."""
+    @property
+    def text_weight(self) -> float:
+        """Weight of the TF-IDF text head in the category fusion (0: no text head)."""
+        return float(self.config.decoding.get("text_weight", 0.0)) if "text" in self.heads else 0.0
+
+    def score_embeddings(self, X: np.ndarray, *, texts: Sequence[str] | None = None) -> BatchScores:
+        """Probabilities and decoded labels for embeddings float32 (n, dim); ``texts`` (the
+        same papers' ``Paper.text``) are needed when the bundle fuses a text head."""
         if self.reads_text:
             raise RuntimeError(f"model {self.version} is a fine-tuned encoder: use score_texts")
+        p_category = self.heads["category"].predict_proba(X)
+        if self.text_weight > 0.0:
+            if texts is None or len(texts) != len(X):
+                raise ValueError(f"model {self.version} fuses a text head: pass the texts too")
+            text = self.heads["text"]
+            p_text = align_columns(
+                text.predict_proba_texts(texts), text.classes, self.heads["category"].classes
+            )
+            p_category = fuse_log_linear(p_category, p_text, self.text_weight)
         decoding = self.config.decoding
         domain = None
         if decoding.get("domain_source") == "head" and "domain" in self.heads:
@@ -132,7 +145,7 @@ class PaperClassifier:
         if "categories" in self.heads:
             head = self.heads["categories"]
             multi = MultiLabelScores(list(head.classes), head.predict_proba(X), head.thresholds)
-        return self.score_category_probs(self.heads["category"].predict_proba(X), domain, multi)
+        return self.score_category_probs(p_category, domain, multi)
 
     def score_category_probs(
         self,
@@ -150,14 +163,29 @@ class PaperClassifier:
         )
         return BatchScores(spaces, multi)
 
-    def predict_embeddings(self, X: np.ndarray, *, top_k: int = 5) -> list[Prediction]:
-        return to_predictions(self.score_embeddings(X), k=top_k)
+    def predict_embeddings(
+        self, X: np.ndarray, *, top_k: int = 5, texts: Sequence[str] | None = None
+    ) -> list[Prediction]:
+        return to_predictions(self.score_embeddings(X, texts=texts), k=top_k)
 
     def predict_texts(self, texts: Sequence[str], *, top_k: int = 5) -> list[Prediction]:
         """One Prediction per text (``Paper.text``: "title. abstract"), input order."""
         if not texts:
             return []
         return to_predictions(self.score_texts(texts), k=top_k)
+
+
+def serving_variant(trained: str, device: str, version: str) -> str:
+    """The embedder variant to serve a bundle trained with ``trained`` on ``device``: the same
+    one where it runs there; fp16 (CUDA) -> fp32 off CUDA, OpenVINO variants -> fp32 off the
+    CPU or without the openvino package (cosine >= 0.9999 to them, so the heads still fit)."""
+    if trained == "fp16" and not device.startswith("cuda"):
+        log.warning("model %s was embedded in fp16; using fp32 on %s", version, device)
+        return "fp32"
+    if trained.startswith("ov-") and (device != "cpu" or not openvino_available()):
+        log.warning("model %s was embedded with %s; using fp32 on %s", version, trained, device)
+        return "fp32"
+    return trained
 
 
 def _load_head(model_dir: Path, info: HeadInfo, *, device: str, batch_size: int) -> Any:

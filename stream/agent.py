@@ -1,34 +1,48 @@
 """The classification agent: take a batch, classify it off the loop, write, publish.
 
-Order per batch (at-least-once, no duplicates downstream of PostgreSQL):
+Order per batch (at-least-once; one decision point per failure, each with a destination):
  1. the model holder hands out the current model (a promotion swaps it here, between batches);
  2. ``classify_batch`` runs in a thread (long CPU work on the loop stops heartbeats);
- 3. one transaction upserts the batch's papers and labels (idempotent, keyed);
- 4. one message per paper to ``classified-papers``, dead letters to the dead-letter topic.
-If PostgreSQL is down, step 3 retries with backoff and the batch is not acknowledged until
-it succeeds, so nothing is lost; Kafka offsets are committed only after the agent moves on.
+    undecodable or oversize messages -> dead letter ``decode``; model failures -> ``classify``;
+ 3. one transaction upserts the batch's papers and labels (idempotent, keyed). A transient
+    error (database unreachable: ``StorageError``, OSError, timeouts) is retried with backoff
+    and the batch is not acknowledged until it succeeds. Any other refusal is permanent: the
+    batch is written again paper by paper and the papers PostgreSQL refuses alone become
+    dead letters ``store``; the rest are stored;
+ 4. one message per stored label not yet published to ``classified-papers``, each send
+    awaited; delivered ones are marked (``labels.published_at``). A failed send leaves the
+    mark unset and stream.delivery re-sends it later (dead letter ``publish`` is not needed:
+    the label is safe in PostgreSQL). Dead letters are sent with retries until the broker
+    takes them (they are bounded in size, so they always fit).
+Kafka offsets are committed only after the agent moves on, so nothing is acked with an
+unhandled failure in it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 import faust
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.schemas import ClassifiedPaper, Paper, encode
+from core.errors import StorageError
+from core.schemas import ClassifiedPaper, DeadLetter, Paper, encode
 from core.settings import Settings
 from db import repository
+from db.repository import LabelKey
 from stream.model_holder import ModelHolder
-from stream.pipeline import RawMessage, classify_batch, label_rows
+from stream.pipeline import RawMessage, classify_batch, dead_letter, label_rows
 
 log = logging.getLogger(__name__)
 
 DB_RETRY_MAX_S = 30.0
+SEND_RETRY_MAX_S = 30.0
 
 
 def _as_text(value: object) -> str | None:
@@ -43,22 +57,116 @@ def _as_bytes(value: object) -> bytes:
     return str(value).encode("utf-8")
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying as it is: the database or network is away, not refusing the data."""
+    return isinstance(exc, StorageError | OSError | TimeoutError | ConnectionError)
+
+
+def label_key(paper: ClassifiedPaper) -> LabelKey:
+    return (paper.arxiv_id, paper.version, paper.model_version)
+
+
 async def write_batch(
     engine: AsyncEngine, classified: list[ClassifiedPaper], papers: list[Paper], now: datetime
-) -> None:
+) -> set[LabelKey]:
     """Papers (so labels never miss their parent row) and labels in one transaction,
-    retried until the database answers."""
+    retried while the database is unreachable. Returns the keys whose message is still to
+    be sent. A permanent refusal is raised (``write_isolating`` handles it)."""
     delay = 1.0
     while True:
         try:
             async with engine.begin() as conn:
                 await repository.upsert_papers(conn, papers, now=now)
                 await repository.upsert_labels(conn, label_rows(classified))
-            return
-        except Exception as exc:  # outage: keep the batch, wait, try again
+                return await repository.unpublished_keys(conn, map(label_key, classified))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             log.error("database write failed (%s); retrying in %.0fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, DB_RETRY_MAX_S)
+
+
+async def write_isolating(
+    engine: AsyncEngine,
+    classified: list[ClassifiedPaper],
+    papers: list[Paper],
+    sources: list[RawMessage],
+    *,
+    now: datetime,
+    topic: str,
+) -> tuple[list[ClassifiedPaper], set[LabelKey], list[DeadLetter]]:
+    """Write the batch; if PostgreSQL refuses it, write paper by paper and dead-letter
+    (``store``) the ones it refuses alone. Returns (stored, keys to send, dead letters)."""
+    try:
+        return classified, await write_batch(engine, classified, papers, now), []
+    except Exception as exc:
+        log.error("database refused a batch of %d (%s); writing one by one", len(papers), exc)
+    stored: list[ClassifiedPaper] = []
+    to_send: set[LabelKey] = set()
+    dead: list[DeadLetter] = []
+    for label, paper, source in zip(classified, papers, sources, strict=True):
+        try:
+            to_send |= await write_batch(engine, [label], [paper], now)
+            stored.append(label)
+        except Exception as exc:
+            log.error("database refused paper %s: %s", paper.arxiv_id, exc)
+            dead.append(dead_letter(source, reason="store", error=exc, topic=topic, now=now))
+    return stored, to_send, dead
+
+
+Send = Callable[[bytes | None, bytes], Awaitable[Any]]
+
+
+async def deliver(send: Send, items: Sequence[tuple[bytes | None, bytes]]) -> list[bool]:
+    """Send every (key, value) and wait until the broker acknowledged each; True per item
+    delivered. A send that raises (broker away, message refused) is False, never lost from
+    view: callers keep what was not delivered."""
+    futures: list[Any] = []
+    for key, value in items:
+        try:
+            futures.append(await send(key, value))
+        except Exception as exc:
+            futures.append(exc)
+    outcomes = await asyncio.gather(
+        *(_await(f) for f in futures), return_exceptions=True
+    )  # each: metadata, or the exception
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    if failed:
+        log.error("%d of %d sends failed: %s", len(failed), len(items), failed[0])
+    return [not isinstance(o, BaseException) for o in outcomes]
+
+
+async def _await(future: Any) -> Any:
+    """A send's delivery: Faust's ``send`` returns a future of the broker's acknowledgement."""
+    if isinstance(future, BaseException):
+        raise future
+    return await future if inspect.isawaitable(future) else future
+
+
+async def deliver_until_sent(send: Send, items: Sequence[tuple[bytes | None, bytes]]) -> None:
+    """``deliver`` again and again (with backoff) until every item is acknowledged. For dead
+    letters, which live nowhere else; they are bounded in size, so only an outage fails."""
+    pending = list(items)
+    delay = 1.0
+    while pending:
+        delivered = await deliver(send, pending)
+        pending = [item for item, ok in zip(pending, delivered, strict=True) if not ok]
+        if pending:
+            log.error("%d dead letters not delivered; retrying in %.0fs", len(pending), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, SEND_RETRY_MAX_S)
+
+
+async def mark_published(engine: AsyncEngine, keys: list[LabelKey], now: datetime) -> None:
+    """Best effort: an unmarked label is only sent once more (stream.delivery)."""
+    if not keys:
+        return
+    try:
+        async with engine.begin() as conn:
+            await repository.mark_labels_published(conn, keys, now=now)
+    except Exception as exc:
+        log.error("could not mark %d labels published (%s); they will be re-sent", len(keys), exc)
 
 
 def register_classifier(
@@ -76,6 +184,12 @@ def register_classifier(
     dead_letter_topic = app.topic(
         settings.topic_dead_letter, key_serializer="raw", value_serializer="raw"
     )
+
+    async def send_classified(key: bytes | None, value: bytes) -> Any:
+        return await classified_topic.send(key=key, value=value)
+
+    async def send_dead(key: bytes | None, value: bytes) -> Any:
+        return await dead_letter_topic.send(key=key, value=value)
 
     @app.agent(papers_topic, name="classify-papers")
     async def classify(stream: faust.StreamT) -> None:
@@ -96,20 +210,32 @@ def register_classifier(
                     clock=clock,
                 ),
             )
+            stored: list[ClassifiedPaper] = []
+            to_send: set[LabelKey] = set()
             if result.classified:
-                await write_batch(engine, result.classified, result.papers, clock())
-            for message in result.classified:
-                await classified_topic.send(key=message.arxiv_id.encode(), value=encode(message))
+                stored, to_send, refused = await write_isolating(
+                    engine, result.classified, result.papers, result.sources,
+                    now=clock(), topic=settings.topic_papers,
+                )  # fmt: skip
+                result.dead_letters.extend(refused)
+            outgoing = [c for c in stored if label_key(c) in to_send]
+            delivered = await deliver(
+                send_classified, [(c.arxiv_id.encode(), encode(c)) for c in outgoing]
+            )
+            await mark_published(
+                engine, [label_key(c) for c, ok in zip(outgoing, delivered, strict=True) if ok],
+                clock(),
+            )  # fmt: skip
             for dead in result.dead_letters:
                 log.warning("dead-lettered a message (%s): %s", dead.reason, dead.error[:200])
-                await dead_letter_topic.send(
-                    key=dead.key.encode() if dead.key else None, value=encode(dead)
-                )
-            log.info(
-                "batch: %d classified with %s, %d dead-lettered",
-                len(result.classified),
-                model.version,
-                len(result.dead_letters),
+            await deliver_until_sent(
+                send_dead,
+                [(d.key.encode() if d.key else None, encode(d)) for d in result.dead_letters],
             )
+            log.info(
+                "batch: %d classified with %s (%d sent, %d already sent), %d dead-lettered",
+                len(stored), model.version, sum(delivered), len(stored) - len(outgoing),
+                len(result.dead_letters),
+            )  # fmt: skip
 
     return classify

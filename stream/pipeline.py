@@ -15,7 +15,14 @@ from datetime import datetime
 from typing import Protocol
 
 from core.errors import MessageError
-from core.schemas import ClassifiedPaper, DeadLetter, Paper, ScoredLabel, decode_paper
+from core.schemas import (
+    ClassifiedPaper,
+    DeadLetter,
+    Paper,
+    ScoredLabel,
+    dead_letter_payload,
+    decode_paper,
+)
 from core.taxonomy import canonical_category
 from db.repository import LabelRow
 from models.predict import Prediction, Scored
@@ -40,6 +47,8 @@ class BatchResult:
     classified: list[ClassifiedPaper] = field(default_factory=list)
     papers: list[Paper] = field(default_factory=list)
     """The papers behind ``classified``, same order (the worker stores them too)."""
+    sources: list[RawMessage] = field(default_factory=list)
+    """The messages behind ``classified``, same order (for a ``store`` dead letter)."""
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -71,11 +80,11 @@ def dead_letter(
 ) -> DeadLetter:
     return DeadLetter(
         reason=reason,
-        error=str(error),
+        error=str(error)[:2000],
         source_topic=topic,
-        key=message.key,
-        payload=message.value.decode("utf-8", errors="replace"),
+        key=message.key[:1000] if message.key else None,
         failed_at=now,
+        **dead_letter_payload(message.value),  # type: ignore[arg-type]
     )
 
 
@@ -136,6 +145,7 @@ def classify_batch(
             to_classified(paper, prediction, model_version=classifier.version, now=now)
         )
         result.papers.append(paper)
+        result.sources.append(message)
     return result
 
 

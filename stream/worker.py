@@ -19,6 +19,7 @@ from db.engine import create_async_engine_for
 from models.classifier import PaperClassifier
 from stream.agent import register_classifier
 from stream.app import create_app
+from stream.delivery import resend_unpublished
 from stream.model_holder import NO_MODEL_HELP, ModelHolder
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,9 @@ def build_worker(
         return row.version if row else None
 
     def load(path: Path) -> PaperClassifier:
-        return PaperClassifier.load(path, device=settings.device, batch_size=settings.batch_size)
+        return PaperClassifier.load(
+            path, device=settings.device, batch_size=settings.embed_batch_size
+        )
 
     holder = ModelHolder(
         models_dir=settings.models_dir,
@@ -60,6 +63,20 @@ def build_worker(
     )
     app = create_app(settings, web_port=web_port)
     register_classifier(app, settings, holder=holder, engine=engine, clock=utc_now)
+
+    classified = app.topic(settings.topic_classified, key_serializer="raw", value_serializer="raw")
+
+    async def send(key: bytes | None, value: bytes) -> object:
+        return await classified.send(key=key, value=value)
+
+    @app.timer(interval=settings.resend_interval_s)
+    async def resend_unpublished_labels() -> None:
+        try:
+            await resend_unpublished(
+                engine, send, now=utc_now(), older_than_s=settings.resend_after_s
+            )
+        except Exception as exc:  # database or broker away: the next round tries again
+            log.error("re-sending unpublished labels failed: %s", exc)
 
     @app.task
     async def load_model_at_start() -> None:

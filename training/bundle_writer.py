@@ -60,17 +60,17 @@ def score_splits(
 ) -> dict[str, Any]:
     """Score val and test with the reloaded bundle; write the test reports into ``stage``.
 
-    ``inputs(rows)`` gives what the classifier reads for those rows: embeddings (n, dim)
-    or, for a fine-tuned encoder, texts.
+    ``inputs(rows)`` gives what the classifier reads for those rows: (embeddings (n, dim),
+    texts) or, for a fine-tuned encoder, texts.
     """
     metrics: dict[str, Any] = {"version": classifier.version}
     for name, rows in (("val", parts.val), ("test", parts.test)):
         given = inputs(rows)
-        scores = (
-            classifier.score_texts(given)
-            if classifier.reads_text
-            else classifier.score_embeddings(given)
-        )
+        if classifier.reads_text:
+            scores = classifier.score_texts(given)
+        else:
+            X, texts = given
+            scores = classifier.score_embeddings(X, texts=texts)
         metrics[name] = evaluate_scores(scores, [labels[i] for i in rows])
         if name == "test":
             write_reports(stage, scores, [labels[i] for i in rows])

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.schemas import Paper
+from ingest.snapshot import SnapshotSource, read_snapshot
+from training.holdout import in_holdout
 from training.labels import PaperLabels, column, labels_of
 from training.splits import Split, SplitKind, stratified_split, time_split
 
@@ -21,19 +23,28 @@ class PaperData:
 
 # --- reading ----------------------------------------------------------------------------------
 def read_papers(
-    source: Iterable[Paper] | Path | str, *, max_samples: int | None, show: bool
+    source: Iterable[Paper] | SnapshotSource,
+    *,
+    max_samples: int | None,
+    show: bool,
+    exclude_holdout: bool = False,
 ) -> PaperData:
-    if isinstance(source, (str, Path)):
-        from ingest.snapshot import read_snapshot
-
-        stream: Iterable[Paper] = read_snapshot(Path(source), max_samples=max_samples)
+    """Papers with an abstract and a category (repeated ids: the last wins), at most
+    ``max_samples``. ``source``: papers, or snapshot file(s)/directory (ingest.snapshot).
+    ``exclude_holdout`` drops the fixed evaluation holdout (training.holdout) before counting."""
+    if _is_paths(source):
+        stream: Iterable[Paper] = read_snapshot(source)  # type: ignore[arg-type]
     else:
-        stream = source
+        stream = source  # type: ignore[assignment]
     skipped: Counter[str] = Counter()
     by_id: dict[str, tuple[Paper, PaperLabels]] = {}
     for paper in _bar(stream, show, "read", "paper"):
+        if max_samples is not None and len(by_id) >= max_samples and paper.arxiv_id not in by_id:
+            break
         labels = labels_of(paper)
-        if labels is None:
+        if exclude_holdout and in_holdout(paper.arxiv_id):
+            skipped["holdout"] += 1
+        elif labels is None:
             skipped["no_category"] += 1
         elif not (paper.abstract or "").strip():
             skipped["no_abstract"] += 1
@@ -45,6 +56,12 @@ def read_papers(
         by_id = dict(list(by_id.items())[:max_samples])
     kept = list(by_id.values())
     return PaperData([p for p, _ in kept], [lab for _, lab in kept], dict(skipped))
+
+
+def _is_paths(source: object) -> bool:
+    if isinstance(source, (str, Path)):
+        return True
+    return isinstance(source, (list, tuple)) and all(isinstance(s, (str, Path)) for s in source)
 
 
 def _bar(items: Iterable[Paper], show: bool, desc: str, unit: str) -> Iterator[Paper]:

@@ -59,7 +59,8 @@ def evaluate(
     elif classifier.embedder is None:
         raise RuntimeError("evaluate needs a classifier loaded with its embedder")
     else:
-        scores = classifier.score_embeddings(embed_with_cache(classifier.embedder, texts, cache))
+        X = embed_with_cache(classifier.embedder, texts, cache)
+        scores = classifier.score_embeddings(X, texts=texts)
     metrics = evaluate_scores(scores, labelled)
     metrics["skipped_no_category"] = skipped
     return metrics

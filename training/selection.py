@@ -1,13 +1,35 @@
-"""Fitting the heads and choosing among them (and the decoding) on validation."""
+"""Fitting the heads and choosing among them (and the decoding) on validation.
+
+Two regimes, by the number of training papers:
+- up to ``SCALE_ROWS``: scikit-learn logistic regressions (C grid), the MLP and the kNN
+  blend, as measured on the 5k sample (docs/quality.md);
+- above it: torch mini-batch softmax heads (linear and one hidden layer; models.heads.torchfit),
+  because lbfgs over 270k x 384 x 170 would dominate the run; no kNN blend.
+In the large regime a TF-IDF text head is also fitted and fused with the chosen category head
+when that scores better on validation (``text_weight`` in the decoding; 0 = dropped). On the
+5k sample it lost on validation at every weight, so the small regime does not fit it.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any, Literal
 
 import numpy as np
 
-from models.heads import KNNBlendHead, LogRegHead, MLPHead, MultiLabelHead
+from models.heads import (
+    FitSettings,
+    KNNBlendHead,
+    LogRegHead,
+    MLPHead,
+    MultiLabelHead,
+    SoftmaxHead,
+    TfidfHead,
+    align_columns,
+    fuse_log_linear,
+)
 from models.predict import DecodeMode, decode
 from training.labels import PaperLabels, category_mapping, column
 from training.splits import Split
@@ -15,7 +37,13 @@ from training.splits import Split
 log = logging.getLogger(__name__)
 
 
-HeadChoice = Literal["logreg", "mlp", "logreg-knn", "auto"]
+HeadChoice = Literal["logreg", "mlp", "logreg-knn", "softmax", "auto"]
+SCALE_ROWS = 20_000
+"""Above this many training papers the torch heads replace scikit-learn's."""
+LINEAR = FitSettings(hidden=0, lr=2e-3, weight_decay=1e-4, batch_size=512, max_epochs=40)
+HIDDEN = FitSettings(hidden=1024, dropout=0.3, lr=1e-3, weight_decay=1e-4, batch_size=512)
+TEXT_WEIGHTS: tuple[float, ...] = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8)
+"""Weights of the TF-IDF head in the log-linear fusion tried on validation."""
 LOGREG_GRID: tuple[float, ...] = (0.02, 0.1, 0.5)
 """Inverse L2 strengths tried for logreg (standardised 384-d inputs); best on validation."""
 BLEND_GRID: tuple[tuple[int, float], ...] = tuple(
@@ -34,14 +62,18 @@ def _fit_heads(
     head: HeadChoice,
     seed: int,
     show: bool,
+    texts: Sequence[str] | None = None,
+    tuned: FitSettings | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit category (chosen on validation), domain and multi-label heads.
+    """Fit category (chosen on validation), domain, multi-label and (with ``texts``) text heads.
 
-    Returns ({"category", "domain", "categories"} -> fitted head, selection record).
+    ``tuned``: settings found by ``training.tuning`` for a SoftmaxHead, tried as a candidate.
+    Returns ({"category", "domain", "categories"[, "text"]} -> fitted head, selection record).
     """
     tr, va = parts.train, parts.val
-    candidates = _candidates(head, seed)
-    bar = _steps(len(candidates) + 2, show)
+    large = len(tr) > SCALE_ROWS
+    candidates = _candidates(head, seed, large=large, tuned=tuned)
+    bar = _steps(len(candidates) + 2 + (texts is not None and large), show)
     y_cat = column(labels, "category")
     tried: dict[str, float] = {}
     best: tuple[float, str, Any] | None = None
@@ -56,20 +88,41 @@ def _fit_heads(
     assert best is not None
     _, chosen, category = best
     blend_val: dict[str, float] = {}
-    if head in ("auto", "logreg-knn"):
+    if head in ("auto", "logreg-knn") and not large:
         bar.set_postfix_str("knn blend")
         chosen, category, blend_val = _choose_blend(
             X, labels, parts, candidates, tried, (chosen, category), forced=head == "logreg-knn"
         )
+    p_val = category.predict_proba(X[va])
+    heads: dict[str, Any] = {"category": category}
+    text_record: dict[str, Any] = {"text_weight": 0.0}
+    if texts is not None and large:  # at 4k papers it lost on validation (docs/quality.md)
+        bar.set_postfix_str("text (tf-idf)")
+        text_head = TfidfHead(fit_settings=FitSettings(lr=4e-3, weight_decay=0.0, seed=seed))
+        text_head.fit(
+            [texts[i] for i in tr], [y_cat[i] for i in tr],
+            texts_val=[texts[i] for i in va], y_val=[y_cat[i] for i in va],
+        )  # fmt: skip
+        p_text = align_columns(
+            text_head.predict_proba_texts([texts[i] for i in va]),
+            text_head.classes,
+            list(category.classes),
+        )
+        weight, scores = choose_text_weight(
+            p_val, p_text, category.classes, [labels[i] for i in va]
+        )
+        text_record = {"text_weight": weight, "text_weight_val_score": scores}
+        if weight > 0.0:
+            heads["text"] = text_head
+            p_val = fuse_log_linear(p_val, p_text, weight)
+        bar.update()
 
     bar.set_postfix_str("domain")
-    domain_head: Any = (
-        MLPHead(seed=seed) if isinstance(category, MLPHead) else LogRegHead(C=category.C, seed=seed)
-    )
+    domain_head = _domain_head(category, seed)
     domain_acc = _fit_and_score(domain_head, X, column(labels, "domain"), tr, va)
     bar.update()
     bar.set_postfix_str("categories")
-    multi = MultiLabelHead(seed=seed).fit(
+    multi = MultiLabelHead(seed=seed, solver="torch" if large else "lbfgs").fit(
         X[tr],
         [labels[i].categories for i in tr],
         X_val=X[va],
@@ -79,26 +132,72 @@ def _fit_heads(
     bar.close()
     p_domain = (list(domain_head.classes), domain_head.predict_proba(X[va]))
     decoding, decoding_scores = choose_decoding(
-        category.predict_proba(X[va]), category.classes, [labels[i] for i in va], p_domain
+        p_val, category.classes, [labels[i] for i in va], p_domain
     )
+    decoding["text_weight"] = text_record["text_weight"]
     selection = {
         "category_head": chosen,
+        "regime": "large (torch heads)" if large else "small (scikit-learn heads)",
         "candidates_val_category_accuracy": tried,
         "blend_val_score": blend_val,
+        "text": text_record,
         "domain_head_val_accuracy": round(domain_acc, 4),
         "decoding": decoding,
         "decoding_val": decoding_scores,
     }
-    return {"category": category, "domain": domain_head, "categories": multi}, selection
+    if isinstance(category, SoftmaxHead):
+        selection["category_head_settings"] = asdict(category.settings)
+    heads |= {"domain": domain_head, "categories": multi}
+    return heads, selection
 
 
-def _candidates(head: HeadChoice, seed: int) -> list[tuple[str, Any]]:
+def _domain_head(category: Any, seed: int) -> Any:
+    """A direct domain head of the same family as the chosen category head."""
+    if isinstance(category, KNNBlendHead | LogRegHead):
+        return LogRegHead(C=category.C, seed=seed)
+    if isinstance(category, SoftmaxHead):
+        return SoftmaxHead(category.settings)
+    return MLPHead(seed=seed)
+
+
+def _candidates(
+    head: HeadChoice, seed: int, *, large: bool, tuned: FitSettings | None = None
+) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
+    if tuned is not None:
+        return [("softmax tuned", SoftmaxHead(_seeded(tuned, seed)))]
+    if head == "softmax" or (large and head == "auto"):
+        out.append(("softmax linear", SoftmaxHead(_seeded(LINEAR, seed))))
+        if head == "auto":
+            out.append(("softmax hidden=1024", SoftmaxHead(_seeded(HIDDEN, seed))))
+        return out
     if head in ("logreg", "logreg-knn", "auto"):
         out += [(f"logreg C={C}", LogRegHead(C=C, seed=seed)) for C in LOGREG_GRID]
     if head in ("mlp", "auto"):
         out.append(("mlp", MLPHead(seed=seed)))
     return out
+
+
+def _seeded(settings: FitSettings, seed: int) -> FitSettings:
+    return FitSettings(**(asdict(settings) | {"seed": seed}))
+
+
+def choose_text_weight(
+    p_embedding: np.ndarray,
+    p_text: np.ndarray,
+    classes: list[str],
+    truth: list[PaperLabels],
+    weights: Sequence[float] = TEXT_WEIGHTS,
+) -> tuple[float, dict[str, float]]:
+    """The fusion weight with the best validation category accuracy + precision@1 + top-5
+    micro recall (0.0 = embedding head alone wins)."""
+    scores = {
+        str(w): round(_blend_score(classes, fuse_log_linear(p_embedding, p_text, w), truth), 4)
+        for w in weights
+    }
+    best = max(weights, key=lambda w: (scores[str(w)], -w))
+    log.info("text fusion: validation scores %s -> weight %s", scores, best)
+    return float(best), scores
 
 
 def _choose_blend(
@@ -159,7 +258,7 @@ def _fit_and_score(
 ) -> float:
     """Fit on the train rows (MLP: early stopping on the val rows); val accuracy."""
     y_tr, y_va = [y[i] for i in train], [y[i] for i in val]
-    if isinstance(model, MLPHead):
+    if isinstance(model, MLPHead | SoftmaxHead):
         model.fit(X[train], y_tr, X_val=X[val], y_val=y_va)
     else:
         model.fit(X[train], y_tr)

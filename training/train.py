@@ -43,9 +43,11 @@ from models.embedder import DEFAULT_EMBEDDER, Embedder
 from models.registry import new_version_id, publish, staging_dir
 from training.bundle_writer import _write_bundle, run_params, score_splits, summarize
 from training.data import PaperData, read_papers, split_papers
+from training.labels import column
 from training.selection import HeadChoice, _fit_heads
 from training.splits import Split, SplitKind
 from training.tracking import track_run
+from training.tuning import tune_softmax_head
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +76,24 @@ def train_model(
     split: SplitKind = "stratified",
     now: datetime | None = None,
     device: str = "auto",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     max_samples: int | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     embedder: Embedder | None = None,
     progress: bool | None = None,
+    text_head: bool = True,
+    tune: int = 0,
+    exclude_holdout: bool = False,
 ) -> TrainResult:
     """Train, evaluate and write one model version under ``models_dir``; see module doc.
 
     ``papers`` is an iterable of Paper or the path of a Kaggle-format snapshot (read with
     ``ingest.snapshot.read_snapshot``, at most ``max_samples``). ``embedder`` overrides
     ``embedder_name``/``variant``/``device`` (tests reuse one). ``progress`` defaults to
-    "stderr is a terminal".
+    "stderr is a terminal". ``text_head``: also fit the TF-IDF head and fuse it when
+    validation says so. ``tune``: Optuna trials over the softmax head (training.tuning).
+    ``exclude_holdout``: drop the fixed evaluation holdout (training.holdout) first.
     """
     started = time.perf_counter()
     now = now or datetime.now(UTC)
@@ -94,7 +101,7 @@ def train_model(
     version = new_version_id(now)
     seconds: dict[str, float] = {}
 
-    data = read_papers(papers, max_samples=max_samples, show=show)
+    data = read_papers(papers, max_samples=max_samples, show=show, exclude_holdout=exclude_holdout)
     seconds["read"] = time.perf_counter() - started
     parts = split_papers(
         data, split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
@@ -107,8 +114,20 @@ def train_model(
     X, embedded = _embed(embedder, [p.text for p in data.papers], cache_dir, show=show)
     seconds["embed"] = time.perf_counter() - t0
 
+    texts = [p.text for p in data.papers]
     t0 = time.perf_counter()
-    heads, selection = _fit_heads(X, data.labels, parts, head=head, seed=seed, show=show)
+    tuned, tuning = None, None
+    if tune:
+        tuned, tuning = tune_softmax_head(
+            X, column(data.labels, "category"), parts, trials=tune, seed=seed
+        )
+        seconds["tune"] = time.perf_counter() - t0
+    heads, selection = _fit_heads(
+        X, data.labels, parts, head=head, seed=seed, show=show,
+        texts=texts if text_head else None, tuned=tuned,
+    )  # fmt: skip
+    if tuning is not None:
+        selection["tuning"] = tuning
     seconds["fit"] = time.perf_counter() - t0
 
     stage = staging_dir(models_dir, version)
@@ -117,10 +136,13 @@ def train_model(
     summary = summarize(data, parts, seconds) | {
         "embedder_device": embedder.device,
         "texts_embedded": embedded,
+        "holdout_excluded": exclude_holdout,
     }
     _write_bundle(stage, version, now, embedder, heads, selection, summary)
     classifier = PaperClassifier.load(stage, with_embedder=False)  # the serving code path
-    metrics = score_splits(stage, classifier, data.labels, parts, lambda rows: X[rows])
+    metrics = score_splits(
+        stage, classifier, data.labels, parts, lambda rows: (X[rows], [texts[i] for i in rows])
+    )
     metrics["selection"] = selection
     seconds["total"] = time.perf_counter() - started
     metrics["timing"] = {f"{k}_s": round(v, 2) for k, v in seconds.items()} | {
@@ -165,7 +187,13 @@ def finish_bundle(
     write_metrics(stage, metrics)
     keys = [p.arxiv_id for p in data.papers]
     test_ids, val_ids = [keys[i] for i in parts.test], [keys[i] for i in parts.val]
-    split_file = {"summary": parts.summary(), "val_ids": val_ids, "test_ids": test_ids}
+    # train_ids: so a later retrain can compare models on papers neither trained on
+    split_file = {
+        "summary": parts.summary(),
+        "val_ids": val_ids,
+        "test_ids": test_ids,
+        "train_ids": [keys[i] for i in parts.train],
+    }
     (stage / "split.json").write_text(json.dumps(split_file))
     path = publish(models_dir, version)
     return TrainResult(version, path, metrics, test_ids=test_ids, val_ids=val_ids)

@@ -1,7 +1,9 @@
 """Classifier heads over embeddings. Each saves ``<name>.json`` (config, classes) and
 ``<name>.safetensors`` (arrays) and predicts with numpy alone: no pickle, no training code.
 
-    LogRegHead       multinomial logistic regression (fit: scikit-learn, lbfgs)
+    LogRegHead       multinomial logistic regression (fit: scikit-learn, lbfgs; small data)
+    SoftmaxHead      linear or one-hidden-layer softmax (fit: torch mini-batches; any size)
+    TfidfHead        TF-IDF of the text -> linear softmax (reads texts; fused with the above)
     MLPHead          one hidden layer + dropout (fit: torch, AdamW, early stopping)
     KNNBlendHead     logreg blended with cosine kNN votes over all declared categories
     MultiLabelHead   one-vs-rest logistic, per-label thresholds tuned for F1 on validation
@@ -28,16 +30,25 @@ from models.heads.multilabel import (
     tune_global_threshold,
     tune_thresholds,
 )
+from models.heads.softmax import SoftmaxHead
+from models.heads.tfidf import TfidfHead, TfidfSettings, align_columns, fuse_log_linear
+from models.heads.torchfit import FitSettings
 
 __all__ = [
     "HEAD_FORMAT",
     "HEAD_TYPES",
+    "FitSettings",
     "Head",
     "KNNBlendHead",
     "LogRegHead",
     "MLPHead",
     "MultiLabelHead",
+    "SoftmaxHead",
+    "TfidfHead",
+    "TfidfSettings",
+    "align_columns",
     "copy_state",
+    "fuse_log_linear",
     "label_matrix",
     "load_head",
     "read_head_config",
@@ -53,6 +64,8 @@ HEAD_TYPES: dict[str, Any] = {
     MLPHead.kind: MLPHead,
     KNNBlendHead.kind: KNNBlendHead,
     MultiLabelHead.kind: MultiLabelHead,
+    SoftmaxHead.kind: SoftmaxHead,
+    TfidfHead.kind: TfidfHead,
 }
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from models.heads.common import _check_rows, _read, _Standardizer, _write, sigmoid
+from models.heads.torchfit import FitSettings, fit_network
 
 
 # --- multi-label ------------------------------------------------------------------------------
@@ -22,6 +23,10 @@ class MultiLabelHead:
     ``default_threshold``. (Measured on the 5k real sample: per-label tuning from as few as 3
     positives overfits, val micro-F1 0.65 vs test 0.54; 0.5 everywhere gives test 0.51; the
     global threshold (~0.2) with per-label ones from 10 positives generalises best.)
+
+    ``solver``: ``lbfgs`` fits one scikit-learn logistic regression per label (small data);
+    ``torch`` fits every label at once with mini-batches (binary cross-entropy, AdamW weight
+    decay as the L2), which is what makes 300k papers x ~170 labels a minute's work.
     """
 
     kind: ClassVar[str] = "multilabel-logreg"
@@ -34,8 +39,9 @@ class MultiLabelHead:
         min_positives: int = 10,
         default_threshold: float = 0.5,
         seed: int = 0,
+        solver: Literal["lbfgs", "torch"] = "lbfgs",
     ) -> None:
-        self.C, self.max_iter, self.seed = C, max_iter, seed
+        self.C, self.max_iter, self.seed, self.solver = C, max_iter, seed, solver
         self.min_positives, self.default_threshold = min_positives, default_threshold
         self.classes: list[str] = []
         self.coef = np.zeros((0, 0), dtype=np.float32)  # (L, d)
@@ -52,8 +58,6 @@ class MultiLabelHead:
         X_val: np.ndarray | None = None,
         y_val: Sequence[Sequence[str]] | None = None,
     ) -> MultiLabelHead:
-        from sklearn.linear_model import LogisticRegression
-
         counts: dict[str, int] = {}
         for labels in y:
             for label in set(labels):
@@ -63,13 +67,10 @@ class MultiLabelHead:
             raise ValueError("MultiLabelHead: no label has both positive and negative rows")
         self._scale = _Standardizer.fit(X)
         Xs, Y = self._scale(X), label_matrix(y, self.classes)
-        coef = np.zeros((len(self.classes), X.shape[1]), dtype=np.float32)
-        intercept = np.zeros(len(self.classes), dtype=np.float32)
-        for j in range(len(self.classes)):
-            model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
-            model.fit(Xs, Y[:, j])
-            coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
-        self.coef, self.intercept = coef, intercept
+        if self.solver == "torch":
+            self._fit_torch(Xs, Y, X_val, y_val)
+        else:
+            self._fit_lbfgs(Xs, Y)
         self.thresholds = np.full(len(self.classes), self.default_threshold, dtype=np.float32)
         if X_val is not None and y_val is not None and len(y_val):
             probs, truth = self.predict_proba(X_val), label_matrix(y_val, self.classes)
@@ -78,6 +79,38 @@ class MultiLabelHead:
                 probs, truth, min_positives=self.min_positives, default=self.global_threshold
             )
         return self
+
+    def _fit_lbfgs(self, Xs: np.ndarray, Y: np.ndarray) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        coef = np.zeros((len(self.classes), Xs.shape[1]), dtype=np.float32)
+        intercept = np.zeros(len(self.classes), dtype=np.float32)
+        for j in range(len(self.classes)):
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
+            model.fit(Xs, Y[:, j])
+            coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
+        self.coef, self.intercept = coef, intercept
+
+    def _fit_torch(
+        self,
+        Xs: np.ndarray,
+        Y: np.ndarray,
+        X_val: np.ndarray | None,
+        y_val: Sequence[Sequence[str]] | None,
+    ) -> None:
+        assert self._scale is not None
+        has_val = X_val is not None and y_val is not None and len(y_val) > 0
+        weights, _ = fit_network(
+            Xs,
+            Y,
+            loss="bce",
+            outputs=len(self.classes),
+            settings=FitSettings(lr=2e-3, weight_decay=1e-4, max_epochs=30, seed=self.seed),
+            X_val=self._scale(X_val) if has_val else None,  # type: ignore[arg-type]
+            targets_val=label_matrix(y_val, self.classes) if has_val else None,  # type: ignore[arg-type]
+        )
+        self.coef = np.ascontiguousarray(weights["w2"].T)
+        self.intercept = weights["b2"]
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Independent per-label probabilities, float32 (n, L)."""
@@ -100,6 +133,7 @@ class MultiLabelHead:
             "min_positives": self.min_positives,
             "default_threshold": self.default_threshold,
             "global_threshold": self.global_threshold,
+            "solver": self.solver,
         }
         arrays = {
             "coef": self.coef,
@@ -118,6 +152,7 @@ class MultiLabelHead:
             max_iter=config["max_iter"],
             min_positives=config["min_positives"],
             default_threshold=config["default_threshold"],
+            solver=config.get("solver", "lbfgs"),
         )
         head.classes = list(config["classes"])
         head.coef, head.intercept = arrays["coef"], arrays["intercept"]

@@ -65,8 +65,45 @@ def test_alias_and_bf16_variant(embedder: Embedder, texts: list[str]) -> None:
 
 def test_auto_variant_picks_a_cpu_variant() -> None:
     auto = Embedder("all-MiniLM-L6-v2", device="cpu", variant="auto")
-    assert auto.variant in {"fp32", "bf16"}
+    assert auto.variant in {"fp32", "ov-bf16"}
     assert auto.model_id.endswith("@" + auto.variant)
+
+
+@pytest.mark.parametrize("variant", ["ov-bf16", "ov-fp32"])
+def test_openvino_variants_stay_within_cosine_0998_of_fp32(
+    embedder: Embedder, texts: list[str], variant: str
+) -> None:
+    """On real abstracts; on a CPU without native bf16 OpenVINO computes ov-bf16 in fp32."""
+    fast = Embedder("all-MiniLM-L6-v2", device="cpu", variant=variant)
+    assert fast.model_id == f"sentence-transformers/all-MiniLM-L6-v2@{variant}"
+    X = fast.encode(texts)
+    cosine = np.sum(X * embedder.encode(texts), axis=1)
+    assert cosine.min() > 0.998, cosine.min()
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    # micro-batches finish out of order in OpenVINO's queue: results still in input order
+    np.testing.assert_allclose(fast.encode(texts[::-1])[::-1], X, atol=1e-5)
+
+
+def test_auto_choice_follows_the_cpu_and_falls_back_to_fp32() -> None:
+    from models.embedder import auto_variant
+
+    assert auto_variant("cpu", native_bf16=True, has_openvino=True) == "ov-bf16"
+    assert auto_variant("cpu", native_bf16=False, has_openvino=True) == "fp32"
+    assert auto_variant("cpu", native_bf16=True, has_openvino=False) == "fp32"
+    assert auto_variant("cuda", native_bf16=True, has_openvino=True) == "fp16"
+    assert auto_variant("mps", native_bf16=False, has_openvino=False) == "fp32"
+
+
+def test_a_fast_variant_that_drifts_on_the_probe_is_replaced_by_fp32(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from models import embedder as module
+
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda cpuinfo=None: True)
+    monkeypatch.setattr(module, "PROBE_MIN_COSINE", 1.5)  # no variant can pass: must fall back
+    chosen = Embedder("all-MiniLM-L6-v2", device="cpu", variant="auto")
+    assert chosen.variant == "fp32" and chosen.model_id.endswith("@fp32")
+    assert "drifts from fp32" in caplog.text
 
 
 def test_bad_variants_are_refused() -> None:

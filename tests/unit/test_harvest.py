@@ -202,3 +202,26 @@ async def test_stopping_early_sets_no_checkpoint(three_pages: list[bytes]) -> No
             break
     assert harvest.checkpoint is None
     assert len(server.queries) == 1
+
+
+async def test_a_repeated_resumption_token_ends_the_harvest_keeping_the_checkpoint(
+    three_pages: list[bytes],
+) -> None:
+    """Issue 8 (7): a server answering the same token forever used to loop without end."""
+    server = Server(ok(three_pages[0]), ok(three_pages[1]), ok(three_pages[1]))
+    harvest = OAIHarvest(server.client(), OAI_URL, from_date=FROM)
+    pages = []
+    with pytest.raises(FetchError, match=r"repeated resumptionToken 'A\|260'"):
+        async for page in harvest.pages():
+            pages.append(page)
+    assert len(pages) == 3 and len(server.queries) == 3
+    assert harvest.checkpoint is None  # the next harvest starts from FROM again
+
+
+async def test_a_page_limit_ends_an_endless_list(three_pages: list[bytes]) -> None:
+    server = Server(ok(three_pages[0]), ok(three_pages[1]))
+    harvest = OAIHarvest(server.client(), OAI_URL, from_date=FROM, max_pages=2)
+    with pytest.raises(FetchError, match="longer than 2 pages"):
+        async for _ in harvest.pages():
+            pass
+    assert harvest.checkpoint is None

@@ -353,3 +353,22 @@ async def test_real_socket_connection_refused_gives_up(fake: FakeTime) -> None:
         with pytest.raises(FetchError, match=r"gave up after 3 attempts.*ConnectError"):
             await client.get(f"http://127.0.0.1:{port}/oai2")
     assert len(fake.sleeps) == 2
+
+
+@pytest.mark.parametrize("declared", [True, False])
+async def test_a_body_over_the_size_cap_is_refused_while_it_downloads(
+    fake: FakeTime, declared: bool
+) -> None:
+    """Issue 8 (7): a 100 MB feed used to cost 660 MB; an endless one had no bound."""
+    body = b"<rss>" + b"x" * 5000
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if declared:
+            return httpx.Response(200, content=body)
+        return httpx.Response(200, stream=httpx.ByteStream(body))  # no Content-Length
+
+    client = make_client(handler, fake, max_response_bytes=1000)
+    with pytest.raises(FetchError, match="1,000-byte limit"):
+        await client.get("https://rss.arxiv.org/rss/cs")
+    small = make_client(lambda r: httpx.Response(200, content=b"<rss/>"), fake)
+    assert await small.get("https://rss.arxiv.org/rss/cs") == b"<rss/>"

@@ -52,7 +52,7 @@ def test_every_recorded_response_parses_as_the_file_says(shared_data: Path) -> N
     responses = _all_responses(shared_data)
     assert len(responses) == 30
     assert set(ERROR_CODES) | NOT_OAI <= set(responses)
-    pages = 0
+    pages = info = 0
     for relative in responses:
         data = _read(shared_data, relative)
         text = data.decode()
@@ -65,6 +65,11 @@ def test_every_recorded_response_parses_as_the_file_says(shared_data: Path) -> N
                 parse_oai(data)
             assert caught.value.code == ERROR_CODES[relative]
             assert _find(r'<error code="(\w+)"', text) == caught.value.code
+            continue
+        if re.search(r"<(Identify|ListSets|ListMetadataFormats|ListIdentifiers)>", text):
+            with pytest.raises(FeedParseError, match="holds no records"):
+                parse_oai(data)  # issue 8: these were "ingested" with exit 0
+            info += 1
             continue
         page = parse_oai(data)
         pages += 1
@@ -81,7 +86,7 @@ def test_every_recorded_response_parses_as_the_file_says(shared_data: Path) -> N
         for paper in page.papers:
             assert paper.title and "\n" not in paper.title and "  " not in paper.title
             assert paper.categories and paper.submitted is not None
-    assert pages == len(responses) - len(ERROR_CODES) - len(NOT_OAI) == 24
+    assert pages + info == len(responses) - len(ERROR_CODES) - len(NOT_OAI) == 24
 
 
 def test_litpuvn_list_records_arxivraw_page(shared_data: Path) -> None:
@@ -185,13 +190,14 @@ def test_arxiv_format_suffix_and_keyname_only_authors(shared_data: Path) -> None
     assert paper.abstract is not None and "$r<1\\times10^{-4}$" in paper.abstract
 
 
-def test_list_identifiers_and_info_verbs_give_empty_pages(shared_data: Path) -> None:
+def test_list_identifiers_and_info_verbs_are_refused_naming_the_verb(shared_data: Path) -> None:
+    """Issue 8 (8): `ingest oai --file Identify.xml` used to report 0 papers and exit 0."""
     data = _read(shared_data, f"{PAPERHIVE}/ListIdentifiers_arXiv_2009-01-01_2009-01-02.xml")
-    page = parse_oai(data)
-    assert data.count(b"<header>") > 0 and page.papers == [] and page.deleted_ids == []
-    for name in ("Identify.xml", "ListSets.xml", "ListMetadataFormats.xml"):
-        info = parse_oai(_read(shared_data, f"{PAPERHIVE}/{name}"))
-        assert info.papers == [] and info.resumption_token is None
+    with pytest.raises(FeedParseError, match="a ListIdentifiers answer"):
+        parse_oai(data)
+    for verb in ("Identify", "ListSets", "ListMetadataFormats"):
+        with pytest.raises(FeedParseError, match=f"a {verb} answer"):
+            parse_oai(_read(shared_data, f"{PAPERHIVE}/{verb}.xml"))
 
 
 def test_error_keeps_code_and_arxivs_message(shared_data: Path) -> None:

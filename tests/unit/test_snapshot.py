@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import FeedParseError
 from core.schemas import Paper
 from ingest.snapshot import SnapshotReport, read_snapshot
 
@@ -256,3 +257,82 @@ def test_reading_is_lazy_line_by_line(generated: Path) -> None:
     assert report.read == 0
     assert next(papers).arxiv_id == "0704.0001"
     assert report.read == 1
+
+
+def _write_lines(path: Path, records: list[object], *, gz: bool = False) -> Path:
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def _record(arxiv_id: str, **extra: object) -> dict[str, object]:
+    return {"id": arxiv_id, "title": f"Paper {arxiv_id}", "categories": "cs.LG",
+            "abstract": "An abstract.", "versions": None, **extra}  # fmt: skip
+
+
+def test_several_files_and_a_directory_read_as_one_stream(tmp_path: Path) -> None:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    _write_lines(
+        folder / "part01.jsonl.gz", [_record("2401.00001"), _record("2401.00002")], gz=True
+    )
+    _write_lines(folder / "part02.jsonl", [_record("2401.00002"), _record("2401.00003")])
+    (folder / "README.md").write_text("not a snapshot")
+    report = SnapshotReport()
+    ids = [p.arxiv_id for p in read_snapshot(folder, report=report)]
+    assert ids == ["2401.00001", "2401.00002", "2401.00003"]  # name order; one copy of each
+    assert report.duplicates == 1 and report.read == 4
+    listed = [folder / "part02.jsonl", folder / "part01.jsonl.gz"]
+    assert [p.arxiv_id for p in read_snapshot(listed)] == ["2401.00002", "2401.00003", "2401.00001"]
+    assert [p.arxiv_id for p in read_snapshot(folder, max_samples=2)] == ids[:2]
+    with pytest.raises(FileNotFoundError, match="no such snapshot"):
+        list(read_snapshot([folder, tmp_path / "missing.jsonl"]))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no snapshot files"):
+        list(read_snapshot(empty))
+
+
+def test_v1_date_stands_in_when_versions_is_null(tmp_path: Path) -> None:
+    path = _write_lines(tmp_path / "c.jsonl", [
+        _record("2401.00001", v1_date="2024-01-02", update_date="2024-05-01"),
+        _record("2401.00002", update_date="2024-05-01"),
+    ])  # fmt: skip
+    first, second = read_snapshot(path, since=date(2024, 1, 1))
+    assert first.submitted == datetime(2024, 1, 2, tzinfo=UTC)
+    assert first.updated == datetime(2024, 5, 1, tzinfo=UTC)
+    assert second.submitted is None and second.updated == datetime(2024, 5, 1, tzinfo=UTC)
+    assert list(read_snapshot(path, until=date(2024, 1, 31))) == [first]  # filtered by v1
+
+
+def test_the_real_corpus_parts_read_with_v1_dates(shared_data: Path) -> None:
+    part = shared_data / "arxiv-corpus" / "arxiv-corpus-part01.jsonl.gz"
+    if not part.exists():
+        pytest.skip("no ../shared/data/arxiv-corpus here")
+    papers = list(read_snapshot(part, max_samples=2000))
+    assert len(papers) == 2000
+    dated = sum(p.submitted is not None for p in papers)
+    assert dated / len(papers) > 0.7  # README: v1_date on ~82% of records
+
+
+def test_poison_records_are_malformed_lines_not_a_lost_chunk(tmp_path: Path) -> None:
+    """Issue 8 (2): NUL in a title and version 2^31 aborted `ingest snapshot` with a
+    traceback. NUL is dropped; an out-of-range version is one malformed line."""
+    path = _write_lines(tmp_path / "p.jsonl", [
+        _record("2401.00001", title="NUL\u0000 inside"),
+        _record("2401.00002", versions=[{"version": f"v{2**31}", "created": "2024-01-01 0:0:0"}]),
+        _record("2401.00003", abstract="x" * 30_000),
+        _record("2401.00004"),
+    ])  # fmt: skip
+    report = SnapshotReport()
+    papers = list(read_snapshot(path, report=report))
+    assert [p.arxiv_id for p in papers] == ["2401.00001", "2401.00004"]
+    assert papers[0].title == "NUL inside"
+    assert [line for line, _ in report.malformed] == [2, 3]
+
+
+def test_a_file_with_no_record_at_all_is_refused(tmp_path: Path) -> None:
+    html = tmp_path / "page.json"
+    html.write_text("<!doctype html>\n<html><body>Not found</body></html>\n")
+    with pytest.raises(FeedParseError, match="not a Kaggle-format snapshot"):
+        list(read_snapshot(html))

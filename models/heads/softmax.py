@@ -1,0 +1,85 @@
+"""Softmax head trained in mini-batches with torch: linear (``hidden=0``, multinomial logistic
+regression) or one hidden layer. The head that scales to the 300,000-paper corpus: an epoch
+over 270k x 384 inputs is a few seconds of a linear layer on 2 cores (models.heads.torchfit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from models.heads.common import _check_rows, _encode_labels, _read, _Standardizer, _write, softmax
+from models.heads.torchfit import FitSettings, fit_network, forward_numpy
+
+
+class SoftmaxHead:
+    """Standardised embeddings -> [Linear -> ReLU -> Dropout ->] Linear -> softmax."""
+
+    kind: ClassVar[str] = "softmax-net"
+
+    def __init__(self, settings: FitSettings | None = None) -> None:
+        self.settings = settings or FitSettings()
+        self.classes: list[str] = []
+        self.weights: dict[str, np.ndarray] = {}
+        self.epochs_trained = 0
+        self._scale: _Standardizer | None = None
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: Sequence[str],
+        *,
+        X_val: np.ndarray | None = None,
+        y_val: Sequence[str] | None = None,
+    ) -> SoftmaxHead:
+        """Fit on (X, y); early stopping on the validation rows whose class was seen."""
+        self.classes, codes = _encode_labels(y)
+        self._scale = _Standardizer.fit(X)
+        Xv, yv = None, None
+        if X_val is not None and y_val is not None:
+            index = {c: i for i, c in enumerate(self.classes)}
+            keep = [i for i, label in enumerate(y_val) if label in index]
+            Xv = self._scale(X_val[keep])
+            yv = np.array([index[y_val[i]] for i in keep], dtype=np.int64)
+        self.weights, self.epochs_trained = fit_network(
+            self._scale(X),
+            codes,
+            loss="softmax",
+            outputs=len(self.classes),
+            settings=self.settings,
+            X_val=Xv,
+            targets_val=yv,
+        )
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if self._scale is None:
+            raise RuntimeError("SoftmaxHead: fit or load it first")
+        return softmax(forward_numpy(self.weights, self._scale(X)))
+
+    def save(self, directory: Path, name: str) -> None:
+        if self._scale is None:
+            raise RuntimeError("SoftmaxHead: nothing to save before fit")
+        config = {
+            "kind": self.kind,
+            "classes": self.classes,
+            "settings": asdict(self.settings),
+            "epochs_trained": self.epochs_trained,
+        }
+        arrays = self.weights | {"mean": self._scale.mean, "std": self._scale.std}
+        _write(directory, name, config, arrays)
+
+    @classmethod
+    def load(cls, directory: Path, name: str) -> SoftmaxHead:
+        config, arrays = _read(directory, name, cls.kind)
+        head = cls(FitSettings(**config["settings"]))
+        head.classes = list(config["classes"])
+        head.epochs_trained = int(config.get("epochs_trained", 0))
+        head.weights = {k: arrays[k] for k in ("w1", "b1", "w2", "b2") if k in arrays}
+        head._scale = _Standardizer(arrays["mean"], arrays["std"])
+        _check_rows(name, head.weights["w2"].shape[1], head.classes)
+        return head
