@@ -40,7 +40,8 @@ lint: venv  ## ruff + mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy core ingest broker db models training stream cli bench
 
-bench: venv  ## throughput benchmark (see bench/README.md)
+bench: venv  ## embedder variant vs fp32, then pipeline throughput (see bench/README.md)
+	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.embedder
 	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.throughput
 
 train-corpus: venv  ## train on the 300k corpus (holdout excluded), gate, promote, evaluate (~1-2 h cold, 2 cores)

@@ -29,7 +29,8 @@ class BareInference:
 
     def __init__(self, model_dir: Path, *, batch_size: int, device: str) -> None:
         start = time.perf_counter()
-        self.classifier = PaperClassifier.load(model_dir, device=device, batch_size=batch_size)
+        # micro-batches as the worker runs them (ARXIV_STREAM_EMBED_BATCH_SIZE unset)
+        self.classifier = PaperClassifier.load(model_dir, device=device)
         self.load_s = time.perf_counter() - start
         self.batch_size = batch_size
 

@@ -7,8 +7,10 @@ docs/quality.md.
     .venv/bin/python -m bench.quality_curve --sizes 300000 --split time
 
 Training reads ``$ARXIV_STREAM_SHARED_DATA/arxiv-corpus`` (default ../shared/data) with the
-fixed holdout excluded (training.holdout: 1 paper in 20 by id hash) and takes the first N
-papers (part01 first: the parts are random thirds, so a prefix is a random sample).
+fixed holdout excluded (training.holdout: 1 paper in 20 by id hash) and takes the N papers
+with the lowest sha256(seed:id): a uniform random subset, nested (every smaller set is
+inside every larger one). Not a prefix: the corpus files are sorted by arXiv id, so the
+first N papers are the oldest ones (a 5k prefix of part01 is 2007-2009 only).
 Evaluation sets:
 - ``holdout``: the holdout papers of arxiv-corpus-part03 (~5,000), never trained on;
 - ``sample_test``: the test split of arxiv-sample as ``train --seed 13`` cuts it (its ids
@@ -21,6 +23,7 @@ Models are written under a temporary directory and removed (``--keep`` keeps the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import platform
@@ -66,23 +69,29 @@ def summary(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def hashed_subset(papers: list[Any], size: int, seed: int) -> list[Any]:
+    """The ``size`` papers with the lowest sha256(seed:id), in their original order."""
+    rank = {p.arxiv_id: hashlib.sha256(f"{seed}:{p.arxiv_id}".encode()).digest() for p in papers}
+    chosen = set(sorted(rank, key=rank.__getitem__)[:size])
+    return [p for p in papers if p.arxiv_id in chosen]
+
+
 def run(sizes: list[int], *, split: str, seed: int, keep: bool, tune: int) -> dict[str, Any]:
     settings = load_settings()
     data = shared_data()
     sets = evaluation_sets(data)
+    corpus = [p for p in read_snapshot(data / "arxiv-corpus") if not in_holdout(p.arxiv_id)]
     models_dir = Path(tempfile.mkdtemp(prefix="arxiv-curve-"))
     rows = []
     try:
         for size in sizes:
             started = time.perf_counter()
             result = train_model(
-                data / "arxiv-corpus",
+                hashed_subset(corpus, size, seed),
                 models_dir=models_dir,
                 cache_dir=settings.embedding_cache_dir,
                 seed=seed,
                 split=split,  # type: ignore[arg-type]
-                max_samples=size,
-                exclude_holdout=True,
                 tune=tune,
                 progress=False,
             )

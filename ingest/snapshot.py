@@ -164,10 +164,10 @@ def read_snapshot(
             yield paper
     log.info("snapshot %s: %s", ", ".join(map(str, files)), report)
     if report.read and len(report.malformed) == report.read:
-        line, reason = report.malformed[0]
+        first_line, first_reason = report.malformed[0]
         raise FeedParseError(
             f"{', '.join(map(str, files))}: not a Kaggle-format snapshot: none of its "
-            f"{report.read} lines is a paper record (line {line}: {reason})"
+            f"{report.read} lines is a paper record (line {first_line}: {first_reason})"
         )
 
 

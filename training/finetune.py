@@ -35,6 +35,7 @@ import numpy as np
 
 from core.errors import ConfigError, ModelFormatError
 from core.schemas import Paper
+from ingest.snapshot import SnapshotSource
 from models.bundle import FINETUNED_KIND, BundleConfig, EncoderInfo, HeadInfo, write_config
 from models.classifier import PaperClassifier
 from models.device import resolve_device
@@ -56,7 +57,7 @@ RELOAD_TOLERANCE = 1e-3
 
 
 def finetune_model(
-    papers: Iterable[Paper] | Path | str,
+    papers: Iterable[Paper] | SnapshotSource,
     *,
     models_dir: Path,
     base_model: str = DEFAULT_BASE_MODEL,

@@ -98,7 +98,7 @@ def _fit_heads(
     text_record: dict[str, Any] = {"text_weight": 0.0}
     if texts is not None and large:  # at 4k papers it lost on validation (docs/quality.md)
         bar.set_postfix_str("text (tf-idf)")
-        text_head = TfidfHead(fit_settings=FitSettings(lr=4e-3, weight_decay=0.0, seed=seed))
+        text_head = TfidfHead(fit_settings=FitSettings(weight_decay=1e-6, max_epochs=6, seed=seed))
         text_head.fit(
             [texts[i] for i in tr], [y_cat[i] for i in tr],
             texts_val=[texts[i] for i in va], y_val=[y_cat[i] for i in va],

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from core.schemas import Paper
+from ingest.snapshot import SnapshotSource
 from models.bundle import write_metrics
 from models.cache import EmbeddingCache, embed_with_cache
 from models.classifier import PaperClassifier
@@ -65,7 +66,7 @@ class TrainResult:
 
 
 def train_model(
-    papers: Iterable[Paper] | Path | str,
+    papers: Iterable[Paper] | SnapshotSource,
     *,
     models_dir: Path,
     embedder_name: str = DEFAULT_EMBEDDER,

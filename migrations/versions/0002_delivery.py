@@ -49,7 +49,8 @@ SELECT DISTINCT ON (l.arxiv_id)
 FROM labels AS l
 JOIN papers AS p ON p.arxiv_id = l.arxiv_id
 LEFT JOIN models AS m ON m.version = l.model_version
-ORDER BY l.arxiv_id, l.version DESC, COALESCE(m.promoted, false) DESC, l.labelled_at DESC
+ORDER BY l.arxiv_id, l.version DESC, COALESCE(m.promoted, false) DESC, l.labelled_at DESC,
+    l.model_version DESC
 """
 
 # 0001's view, restored on downgrade

@@ -5,8 +5,8 @@ scikit-learn's lbfgs needs a full pass per iteration and hundreds of iterations.
     weights = fit_network(X, targets, loss="softmax", hidden=0, X_val=..., targets_val=...)
     weights["w2"], weights["b2"]      # float32 (d, k), (k,) for a linear head
 
-``X`` may be a dense float32 array or a scipy CSR matrix (TF-IDF features); ``targets`` are
-class codes (softmax) or a 0/1 matrix (bce, multi-label). Early stopping on the validation
+``X`` is a dense float32 array; ``targets`` are class codes (softmax) or a 0/1 matrix (bce,
+multi-label). Early stopping on the validation
 loss keeps the best epoch's weights.
 """
 
@@ -40,7 +40,7 @@ class FitSettings:
 
 
 def fit_network(
-    X: Any,
+    X: np.ndarray,
     targets: np.ndarray,
     *,
     loss: Loss,
@@ -60,13 +60,13 @@ def fit_network(
     layers: list[Any] = []
     if settings.hidden > 0:
         layers += [
-            _linear(d, settings.hidden),
+            torch.nn.Linear(d, settings.hidden),
             torch.nn.ReLU(),
             torch.nn.Dropout(settings.dropout),
         ]
         layers.append(torch.nn.Linear(settings.hidden, outputs))
     else:
-        layers.append(_linear(d, outputs))
+        layers.append(torch.nn.Linear(d, outputs))
     net = torch.nn.Sequential(*layers)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     criterion = _criterion(loss)
@@ -95,19 +95,6 @@ def fit_network(
     return _as_weights(best_state, hidden=settings.hidden > 0), best_epoch
 
 
-def _linear(inputs: int, outputs: int) -> Any:
-    """A Linear layer that also takes a sparse CSR batch (TF-IDF rows)."""
-    import torch
-
-    class SparseAwareLinear(torch.nn.Linear):
-        def forward(self, x: Any) -> Any:
-            if x.layout == torch.sparse_csr:
-                return torch.sparse.mm(x, self.weight.t()) + self.bias
-            return super().forward(x)
-
-    return SparseAwareLinear(inputs, outputs)
-
-
 def evaluate_loss(net: Any, X: Any, targets: np.ndarray, loss: Loss, chunk: int = 8192) -> float:
     """Mean loss over ``X`` in chunks (bounded memory)."""
     import torch
@@ -131,19 +118,10 @@ def _criterion(loss: Loss, reduction: str = "mean") -> Any:
     return torch.nn.BCEWithLogitsLoss(reduction=reduction)
 
 
-def _tensor(X: Any, rows: np.ndarray) -> Any:
-    """Rows of a dense array or a CSR matrix as a torch tensor (sparse stays sparse)."""
+def _tensor(X: np.ndarray, rows: np.ndarray) -> Any:
     import torch
 
-    if isinstance(X, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(X[rows], dtype=np.float32))
-    part = X[rows]
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(part.indptr.astype(np.int64)),
-        torch.from_numpy(part.indices.astype(np.int64)),
-        torch.from_numpy(part.data.astype(np.float32)),
-        size=part.shape,
-    )
+    return torch.from_numpy(np.ascontiguousarray(X[rows], dtype=np.float32))
 
 
 def _targets(targets: np.ndarray, rows: np.ndarray, loss: Loss) -> Any:

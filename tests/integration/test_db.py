@@ -81,7 +81,7 @@ def relations(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(fresh_pg_url: str) -> None:
-    assert migrate.current(fresh_pg_url) == migrate.head() == "0001_initial"
+    assert migrate.current(fresh_pg_url) == migrate.head() == "0002_delivery"
     assert relations(fresh_pg_url) >= TABLES | {"latest_labels"}
 
     migrate.downgrade(fresh_pg_url, "base")
@@ -89,7 +89,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_pg_url: str) -> None:
     assert relations(fresh_pg_url) == {"alembic_version"}
 
     migrate.upgrade(fresh_pg_url)
-    assert migrate.current(fresh_pg_url) == "0001_initial"
+    assert migrate.current(fresh_pg_url) == "0002_delivery"
     assert relations(fresh_pg_url) >= TABLES | {"latest_labels"}
 
 
@@ -263,7 +263,7 @@ async def test_upsert_labels_is_idempotent(fresh_pg_url: str, engine_for: Engine
     assert stored == replay[0]
 
 
-async def test_latest_labels_shows_the_promoted_models_latest_version(
+async def test_latest_labels_prefers_the_promoted_model_and_never_empties(
     fresh_pg_url: str, engine_for: EngineFor
 ) -> None:
     engine = engine_for(fresh_pg_url)
@@ -285,22 +285,37 @@ async def test_latest_labels_shows_the_promoted_models_latest_version(
         async with engine.connect() as conn:
             rows = await conn.execute(
                 text(
-                    "SELECT arxiv_id, version, category, model_version, declared_primary "
-                    "FROM latest_labels ORDER BY arxiv_id"
+                    "SELECT arxiv_id, version, category, model_version, declared_primary, "
+                    "from_promoted_model FROM latest_labels ORDER BY arxiv_id"
                 )
             )
             return [tuple(row) for row in rows]
 
-    assert await view() == [("2401.00001", 2, "cs.LG", "m1", "cs.LG")]
+    # the promoted model's label of the newest version; a paper only another model labelled
+    # is shown with that label (issue 8: it used to be missing from the view)
+    assert await view() == [
+        ("2401.00001", 2, "cs.LG", "m1", "cs.LG", True),
+        ("2401.00002", 1, "cs.CV", "m2", "cs.LG", False),
+    ]
     async with engine.begin() as conn:
         await repo.mark_published(conn, ["2401.00002"], now=T0)
         assert await repo.progress_counts(conn) == {"papers": 2, "published": 1, "labelled": 1}
         await repo.promote_model(conn, "m2", now=T0)
         assert await repo.progress_counts(conn) == {"papers": 2, "published": 1, "labelled": 2}
     assert await view() == [
-        ("2401.00001", 2, "math.OC", "m2", "cs.LG"),
-        ("2401.00002", 1, "cs.CV", "m2", "cs.LG"),
+        ("2401.00001", 2, "math.OC", "m2", "cs.LG", True),
+        ("2401.00002", 1, "cs.CV", "m2", "cs.LG", True),
     ]
+    # issue 8 (5): promoting a model that labelled nothing yet used to empty the view
+    await add_model(engine, "m3")
+    async with engine.begin() as conn:
+        await repo.promote_model(conn, "m3", now=T0)
+    shown = await view()
+    assert [row[:4] for row in shown] == [
+        ("2401.00001", 2, "math.OC", "m2"),
+        ("2401.00002", 1, "cs.CV", "m2"),
+    ]
+    assert not any(row[5] for row in shown)
 
 
 async def test_deleting_a_paper_deletes_its_labels(
@@ -500,3 +515,47 @@ def test_two_holders_in_one_process_share_the_server(pg_scratch_dir: Path) -> No
         with psycopg.connect(first.url) as conn:  # still up after the second let go
             assert conn.execute("select 1").fetchone() == (1,)
     assert not (pgdata / "postmaster.pid").exists()
+
+
+async def test_delivery_bookkeeping_survives_replays_and_claims_each_row_once(
+    fresh_pg_url: str, engine_for: EngineFor
+) -> None:
+    """Issue 8 (3, 6): labels record whether their message was acknowledged; a replayed
+    batch keeps that mark; unsent labels are claimed once, rebuilt and marked."""
+    from stream.delivery import classified_from_row, resend_unpublished
+
+    engine = engine_for(fresh_pg_url)
+    await add_model(engine, "m1", promote=True)
+    rows = [label(f"2401.0000{i}", 1, "m1", labelled_at=T0) for i in (1, 2, 3)]
+    keys = [(r.arxiv_id, r.version, r.model_version) for r in rows]
+    async with engine.begin() as conn:
+        await repo.upsert_papers(conn, [paper(r.arxiv_id) for r in rows], now=T0)
+        await repo.upsert_labels(conn, rows)
+        assert await repo.unpublished_keys(conn, keys) == set(keys)
+        assert await repo.mark_labels_published(conn, keys[:1], now=T0) == 1
+        await repo.upsert_labels(conn, rows)  # a replayed batch
+        assert await repo.unpublished_keys(conn, keys) == set(keys[1:])  # the mark is kept
+        assert await repo.last_labelled_at(conn) == T0
+
+    later = T0 + timedelta(minutes=5)
+    async with engine.begin() as first, engine.begin() as second:
+        claimed = await repo.claim_unpublished_labels(first, labelled_before=later, limit=10)
+        others = await repo.claim_unpublished_labels(second, labelled_before=later, limit=10)
+        assert sorted(u.label.arxiv_id for u in claimed) == ["2401.00002", "2401.00003"]
+        assert others == []  # SKIP LOCKED: another worker never gets the same rows
+    message = classified_from_row(claimed[0])
+    assert (message.arxiv_id, message.model_version) == (claimed[0].label.arxiv_id, "m1")
+    assert message.title == claimed[0].title and message.categories == ["cs.LG", "stat.ML"]
+
+    sent: list[bytes] = []
+
+    async def send(key: bytes | None, value: bytes) -> str:
+        sent.append(key or b"")
+        if key == b"2401.00003":
+            raise ConnectionError("broker away")
+        return "ack"
+
+    assert await resend_unpublished(engine, send, now=later, older_than_s=60) == 1
+    async with engine.connect() as conn:
+        assert await repo.unpublished_keys(conn, keys) == {keys[2]}  # the failed one stays
+    assert await resend_unpublished(engine, send, now=T0, older_than_s=60) == 0  # too young

@@ -122,7 +122,7 @@ def test_training_chooses_the_blend_on_validation(
         import training.selection as train
 
         original = train._candidates
-        monkeypatch.setattr(train, "_candidates", lambda h, s: original("logreg", s))
+        monkeypatch.setattr(train, "_candidates", lambda h, s, **kw: original("logreg", s, **kw))
     heads, selection = _fit_heads(X, labels_of_sets(sets), parts, head=head, seed=0, show=False)
     if head == "logreg":
         assert type(heads["category"]) is LogRegHead and selection["blend_val_score"] == {}

@@ -81,7 +81,7 @@ def test_softmax_head_learns_real_papers_and_round_trips(
 
 def test_tfidf_head_learns_real_papers_and_round_trips(real: dict, tmp_path: Path) -> None:
     texts, y, parts = real["texts"], real["y"], real["parts"]
-    head = TfidfHead(fit_settings=FitSettings(lr=4e-3, weight_decay=0.0, seed=1)).fit(
+    head = TfidfHead(fit_settings=FitSettings(weight_decay=1e-6, max_epochs=6, seed=1)).fit(
         [texts[i] for i in parts.train], [y[i] for i in parts.train],
         texts_val=[texts[i] for i in parts.val], y_val=[y[i] for i in parts.val],
     )  # fmt: skip
