@@ -81,7 +81,7 @@ class EmbeddedKafka:
                 command, stdout=out, stderr=subprocess.STDOUT, env=_broker_environment()
             )
         finally:
-            if out is not subprocess.DEVNULL:
+            if not isinstance(out, int):
                 out.close()  # the child holds its own copy of the descriptor
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -31,10 +31,10 @@ What real records look like (see ../shared/data/README.md) and what we do about 
 * ``v1_date`` (``YYYY-MM-DD``, an extra key of ../shared/data/arxiv-corpus) stands in for
   v1's date when ``versions`` is null, before ``update_date``.
 
-``path`` may be one file, a directory (its ``*.json``, ``*.jsonl`` and their ``.gz`` files, in
-name order) or a list of either: the files are read one after another as one stream, with one
-report and one set of ids (a paper in two parts is kept once). Malformed-line reasons then
-start with the file's name.
+``path`` may be one file, a directory (its ``*.jsonl``, ``*.json`` holding JSON lines, and
+their ``.gz`` files, in name order) or a list of either: the files are read one after
+another as one stream, with one report and one set of ids (a paper in two parts is kept
+once). Malformed-line reasons then start with the file's name.
 """
 
 from __future__ import annotations
@@ -102,7 +102,11 @@ def snapshot_files(source: SnapshotSource) -> list[Path]:
     files: list[Path] = []
     for item in map(Path, items):
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.name.endswith(_SNAPSHOT_SUFFIXES))
+            found = sorted(
+                p
+                for p in item.iterdir()
+                if p.name.endswith(_SNAPSHOT_SUFFIXES) and _lines_of_json(p)
+            )
             if not found:
                 raise FileNotFoundError(f"{item}: no snapshot files (*.json[l][.gz]) in it")
             files += found
@@ -113,6 +117,19 @@ def snapshot_files(source: SnapshotSource) -> list[Path]:
     if not files:
         raise FileNotFoundError("no snapshot file given")
     return files
+
+
+def _lines_of_json(path: Path) -> bool:
+    """A directory's ``*.json`` may be a pretty-printed document (the corpus's stats.json),
+    not JSON lines: keep files whose first line is a whole JSON object."""
+    if not path.name.endswith(".json"):
+        return True
+    with open(path, "rb") as raw:
+        first = raw.readline(1_000_000)
+    try:
+        return isinstance(orjson.loads(first), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def read_snapshot(

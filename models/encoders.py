@@ -17,6 +17,7 @@ The torch graph is converted in memory at start-up (~1.5 s here); nothing is wri
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -90,7 +91,8 @@ class OpenVINOEngine:
         }
         dynamic = ov.PartialShape([-1, -1])  # (batch, tokens)
         inputs = [(name, dynamic, ov.Type.i64) for name in ("input_ids", "attention_mask")]
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shapes: expected, noise
             graph = ov.convert_model(module, example_input=example, input=inputs)
         # Two streams of one thread each kept both cores busy (one stream of two threads lost
         # ~10% to synchronisation on this 2-core machine); more cores get more streams.

@@ -66,6 +66,14 @@ def _encode_labels(y: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return classes, np.fromiter((index[label] for label in y), dtype=np.int64, count=len(y))
 
 
+def known_rows(classes: Sequence[str], labels: Sequence[str]) -> tuple[list[int], np.ndarray]:
+    """(positions of ``labels`` that are among ``classes``, their class codes): validation
+    rows a head can be scored on (a class absent from training has no output)."""
+    index = {c: i for i, c in enumerate(classes)}
+    keep = [i for i, label in enumerate(labels) if label in index]
+    return keep, np.array([index[labels[i]] for i in keep], dtype=np.int64)
+
+
 def _write(directory: Path, name: str, config: dict[str, Any], arrays: dict[str, Any]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     config = {"format": HEAD_FORMAT, **config}

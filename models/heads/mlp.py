@@ -14,6 +14,7 @@ from models.heads.common import (
     _read,
     _Standardizer,
     _write,
+    known_rows,
     softmax,
 )
 
@@ -109,9 +110,7 @@ class MLPHead:
         """(X_train, y_train, X_val, y_val): the given validation rows of known classes, or
         a seeded random ``val_fraction`` of the training rows."""
         if X_val is not None and y_val is not None:
-            known = {c: i for i, c in enumerate(self.classes)}
-            keep = [i for i, label in enumerate(y_val) if label in known]
-            y_keep = np.array([known[y_val[i]] for i in keep], dtype=np.int64)
+            keep, y_keep = known_rows(self.classes, y_val)
             return X, codes, X_val[keep], y_keep
         order = np.random.default_rng(self.seed).permutation(len(codes))
         n_val = max(1, round(len(codes) * self.val_fraction))

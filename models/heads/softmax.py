@@ -12,7 +12,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from models.heads.common import _check_rows, _encode_labels, _read, _Standardizer, _write, softmax
+from models.heads.common import (
+    _check_rows,
+    _encode_labels,
+    _read,
+    _Standardizer,
+    _write,
+    known_rows,
+    softmax,
+)
 from models.heads.torchfit import FitSettings, fit_network, forward_numpy
 
 
@@ -41,10 +49,8 @@ class SoftmaxHead:
         self._scale = _Standardizer.fit(X)
         Xv, yv = None, None
         if X_val is not None and y_val is not None:
-            index = {c: i for i, c in enumerate(self.classes)}
-            keep = [i for i, label in enumerate(y_val) if label in index]
+            keep, yv = known_rows(self.classes, y_val)
             Xv = self._scale(X_val[keep])
-            yv = np.array([index[y_val[i]] for i in keep], dtype=np.int64)
         self.weights, self.epochs_trained = fit_network(
             self._scale(X),
             codes,

@@ -278,6 +278,7 @@ def test_several_files_and_a_directory_read_as_one_stream(tmp_path: Path) -> Non
     )
     _write_lines(folder / "part02.jsonl", [_record("2401.00002"), _record("2401.00003")])
     (folder / "README.md").write_text("not a snapshot")
+    (folder / "stats.json").write_text('{\n "records": 4\n}\n')  # pretty JSON, not lines
     report = SnapshotReport()
     ids = [p.arxiv_id for p in read_snapshot(folder, report=report)]
     assert ids == ["2401.00001", "2401.00002", "2401.00003"]  # name order; one copy of each
