@@ -67,7 +67,8 @@ def _fit_heads(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit category (chosen on validation), domain, multi-label and (with ``texts``) text heads.
 
-    ``tuned``: settings found by ``training.tuning`` for a SoftmaxHead, tried as a candidate.
+    ``tuned``: settings found by ``training.tuning``: a SoftmaxHead with them is then the only
+    category candidate (no kNN blend).
     Returns ({"category", "domain", "categories"[, "text"]} -> fitted head, selection record).
     """
     tr, va = parts.train, parts.val
@@ -88,7 +89,7 @@ def _fit_heads(
     assert best is not None
     _, chosen, category = best
     blend_val: dict[str, float] = {}
-    if head in ("auto", "logreg-knn") and not large:
+    if head in ("auto", "logreg-knn") and not large and tuned is None:
         bar.set_postfix_str("knn blend")
         chosen, category, blend_val = _choose_blend(
             X, labels, parts, candidates, tried, (chosen, category), forced=head == "logreg-knn"

@@ -149,3 +149,19 @@ def test_large_regime_selection_fits_torch_heads_and_a_fused_text_head(
     # single choice must be the best of the weights tried on validation
     scores = record["text"]["text_weight_val_score"]
     assert scores[str(weight)] == max(scores.values())
+
+
+def test_tune_searches_the_softmax_head_and_the_best_trial_is_used(real: dict) -> None:
+    from training.tuning import tune_softmax_head
+
+    best, record = tune_softmax_head(real["X"], real["y"], real["parts"], trials=2, seed=3)
+    assert record["trials"] == 2 and len(record["history"]) == 2
+    assert record["best_val_category_accuracy"] == max(t["value"] for t in record["history"])
+    assert best.hidden == record["best_params"]["hidden"] and best.seed == 3
+    heads, selection_record = selection._fit_heads(
+        real["X"], real["data"].labels, real["parts"], head="auto", seed=3, show=False,
+        tuned=best,
+    )  # fmt: skip
+    assert isinstance(heads["category"], SoftmaxHead)
+    assert selection_record["category_head"] == "softmax tuned"
+    assert heads["category"].settings.hidden == best.hidden
