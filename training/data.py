@@ -52,8 +52,6 @@ def read_papers(
             if paper.arxiv_id in by_id:
                 skipped["duplicate_id"] += 1
             by_id[paper.arxiv_id] = (paper, labels)
-    if max_samples is not None and len(by_id) > max_samples:
-        by_id = dict(list(by_id.items())[:max_samples])
     kept = list(by_id.values())
     return PaperData([p for p, _ in kept], [lab for _, lab in kept], dict(skipped))
 
