@@ -38,7 +38,7 @@ test-fast: venv  ## unit tests only
 lint: venv  ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core ingest broker db models training stream cli bench
+	$(BIN)/mypy core ingest broker db models training lifecycle stream cli bench
 
 bench: venv  ## embedder variant vs fp32, then pipeline throughput (see bench/README.md)
 	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.embedder

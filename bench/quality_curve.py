@@ -48,7 +48,7 @@ RESULTS = Path(__file__).parent / "results" / "quality_curve.json"
 
 
 def evaluation_sets(data: Path) -> dict[str, list[Any]]:
-    from cli.cmd_models import select_for_evaluation
+    from lifecycle.evaluate import select_for_evaluation
 
     part03 = data / "arxiv-corpus" / "arxiv-corpus-part03.jsonl.gz"
     sample = data / "arxiv-sample" / "arxiv-metadata-sample.jsonl.gz"

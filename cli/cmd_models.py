@@ -1,41 +1,33 @@
-"""The model lifecycle on the command line: train, evaluate, predict, models, retrain, relabel.
-
-Files live in the registry directory (models/registry.py); which version is promoted lives
-in PostgreSQL (the ``models`` table), so every worker, on any machine, agrees on it.
-"""
+"""``arxiv-stream train | evaluate | predict | models list|show|promote``: parse, call
+lifecycle/, print. Files live in the registry directory; which version is promoted lives in
+PostgreSQL, so every worker, on any machine, agrees on it (lifecycle.registry)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cli.argtypes import positive_int
-from cli.dbcall import run_db
 from cli.services import services
-from core.errors import ConfigError, ModelNotFoundError
+from core.clock import utc_now
+from core.errors import ConfigError
 from core.schemas import Paper
 from core.settings import Settings
-from db import migrate, repository
+from db import migrate
 from db.repository import ModelRow
-from stream.model_holder import NO_MODEL_HELP
+from lifecycle.registry import NO_MODEL_HELP, Registry
+from lifecycle.train import DEFAULTS, TRAINER_HEADS, Trained, TrainOptions, train_and_register
+from models.variants import VARIANTS
 
-if TYPE_CHECKING:
-    from training.train import TrainResult
-
-log = logging.getLogger(__name__)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+SNAPSHOT_HELP = (
+    "Kaggle JSON-lines files (.gz ok) or directories of them, read as one stream "
+    "(for example ../shared/data/arxiv-corpus/)"
+)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from cli import cmd_lifecycle
-
     train = sub.add_parser("train", help="train a model from a Kaggle-format snapshot")
     add_training_options(train)
     train.add_argument("--promote", action="store_true", help="promote even if one is promoted")
@@ -59,7 +51,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="score only this part of the files' stratified split, cut as `train --seed S` "
         "cuts it (for example the sample's test split)",
     )
-    evaluate.add_argument("--seed", type=int, default=13, help="with --split (default 13)")
+    evaluate.add_argument(
+        "--seed", type=int, default=DEFAULTS.seed, help=f"with --split (default {DEFAULTS.seed})"
+    )
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -81,45 +75,37 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     promote.add_argument("version")
     promote.set_defaults(handler=_promote)
 
-    cmd_lifecycle.add_commands(sub)
-
-
-SNAPSHOT_HELP = (
-    "Kaggle JSON-lines files (.gz ok) or directories of them, read as one stream "
-    "(for example ../shared/data/arxiv-corpus/)"
-)
-
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of lifecycle.train.TrainOptions; defaults come from there."""
+    d = DEFAULTS
     parser.add_argument("--snapshot", type=Path, nargs="+", required=True, help=SNAPSHOT_HELP)
     parser.add_argument(
         "--head",
-        choices=["auto", "logreg", "mlp", "logreg-knn", "softmax", "finetune"],
-        default="auto",
+        choices=TRAINER_HEADS,
+        default=d.head,
         help="heads over embeddings, or finetune: a transformer trained end to end (for a GPU)",
     )
     parser.add_argument(
         "--base-model",
-        default=None,
+        default=d.base_model,
         help="with --head finetune: hub name or local directory "
         "(default allenai/scibert_scivocab_uncased)",
     )
     parser.add_argument(
         "--epochs",
         type=int,
-        default=None,
+        default=d.epochs,
         help="with --head finetune: at most this many (default 4)",
     )
-    parser.add_argument("--max-samples", type=positive_int, default=None)
-    parser.add_argument("--split", choices=["stratified", "time"], default="stratified")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument(
-        "--variant", choices=["auto", "fp32", "bf16", "fp16", "ov-bf16", "ov-fp32"], default="auto"
-    )
+    parser.add_argument("--max-samples", type=positive_int, default=d.max_samples)
+    parser.add_argument("--split", choices=["stratified", "time"], default=d.split)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--variant", choices=VARIANTS, default=d.variant)
     parser.add_argument(
         "--tune",
         type=int,
-        default=0,
+        default=d.tune,
         metavar="N",
         help="run N Optuna trials over the softmax head on the validation split first",
     )
@@ -136,130 +122,37 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def promoted_version(database_url: str) -> str | None:
-    row = run_db(database_url, repository.promoted_model)
-    return row.version if row else None
-
-
-def _resolve_version(database_url: str, version: str | None) -> str:
-    if version:
-        return version
-    found = promoted_version(database_url)
-    if found is None:
-        raise ModelNotFoundError(NO_MODEL_HELP)
-    return found
-
-
-def train_and_register(
-    settings: Settings,
-    database_url: str,
-    *,
-    snapshot: Path | list[Path],
-    options: argparse.Namespace | None = None,
-    force_promote: bool = False,
-) -> TrainResult:
-    """Train, write the bundle, register it; promote it if none is promoted yet (or asked)."""
-    opts = options or argparse.Namespace()
-    now = utc_now()
-    max_samples = getattr(opts, "max_samples", None)
-    result = run_trainer(settings, snapshot, opts, now=now, max_samples=max_samples)
-    register(settings, database_url, result, now=now, force_promote=force_promote)
-    return result
-
-
-def run_trainer(
-    settings: Settings,
-    papers: Path | list[Path] | list[Paper],
-    opts: argparse.Namespace,
-    *,
-    now: datetime,
-    max_samples: int | None,
-) -> TrainResult:
-    """The trainer ``--head`` asks for: heads over embeddings, or a fine-tuned encoder."""
-    base_model, epochs = getattr(opts, "base_model", None), getattr(opts, "epochs", None)
-    common: dict[str, Any] = {
-        "models_dir": settings.models_dir,
-        "seed": getattr(opts, "seed", 13),
-        "split": getattr(opts, "split", "stratified"),
-        "max_samples": max_samples,
-        "device": settings.device,
-        "now": now,
-    }
-    if getattr(opts, "head", "auto") == "finetune":
-        from training.finetune import DEFAULT_BASE_MODEL, finetune_model
-
-        if epochs:
-            common["epochs"] = epochs
-        return finetune_model(papers, base_model=base_model or DEFAULT_BASE_MODEL, **common)
-    if base_model or epochs:
-        raise ConfigError("--base-model and --epochs go with --head finetune")
-    from training.train import train_model
-
-    return train_model(
-        papers,
-        embedder_name=settings.embedder_model,
-        head=getattr(opts, "head", "auto"),
-        variant=getattr(opts, "variant", "auto"),
-        cache_dir=settings.embedding_cache_dir,
-        text_head=getattr(opts, "text_head", True),
-        tune=getattr(opts, "tune", 0),
-        exclude_holdout=getattr(opts, "exclude_holdout", False),
-        **common,
+def train_options(args: argparse.Namespace) -> TrainOptions:
+    return TrainOptions(
+        head=args.head,
+        base_model=args.base_model,
+        epochs=args.epochs,
+        max_samples=args.max_samples,
+        split=args.split,
+        seed=args.seed,
+        variant=args.variant,
+        tune=args.tune,
+        text_head=args.text_head,
+        exclude_holdout=args.exclude_holdout,
     )
 
 
-def register(
-    settings: Settings,
-    database_url: str,
-    result: TrainResult,
-    *,
-    now: datetime,
-    force_promote: bool = False,
-    allow_first: bool = True,
-) -> bool:
-    """Add a trained bundle to the ``models`` table; returns whether it was promoted.
-    The first model is promoted (``allow_first``) so a fresh system can start at once."""
-    promote = force_promote or (allow_first and promoted_version(database_url) is None)
-    config = json.loads((result.path / "config.json").read_text())
-    run_db(
-        database_url,
-        lambda conn: repository.register_model(
-            conn,
-            version=result.version,
-            created_at=now,
-            path=result.path.name,
-            embedder=(config["embedder"] or config["encoder"])["model_id"],
-            metrics=result.metrics,
-            promote=promote,
-        ),
-    )
-    state = "promoted" if promote else "registered (not promoted)"
-    print(f"model {result.version} {state}: {result.path}")
-    return promote
+def print_trained(trained: Trained) -> None:
+    state = "promoted" if trained.promoted else "registered (not promoted)"
+    print(f"model {trained.result.version} {state}: {trained.result.path}")
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
+    options = train_options(args)
+    options.check()  # before any server starts
     with services(settings, need_kafka=False) as found:
         migrate.upgrade(found.database_url)
-        train_and_register(
-            settings,
-            found.database_url,
-            snapshot=args.snapshot,
-            options=args,
-            force_promote=args.promote,
+        registry = Registry(settings, found.database_url)
+        trained = train_and_register(
+            settings, registry, args.snapshot, options, now=utc_now(), force_promote=args.promote
         )
+    print_trained(trained)
     return 0
-
-
-def _load(settings: Settings, version: str) -> Any:
-    from models.classifier import PaperClassifier
-    from models.registry import version_dir
-
-    return PaperClassifier.load(
-        version_dir(settings.models_dir, version),
-        device=settings.device,
-        batch_size=settings.embed_batch_size,
-    )
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -287,59 +180,25 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_version(settings: Settings, version: str, papers: list[Any]) -> dict[str, Any]:
-    """Metrics of ``version`` on ``papers`` (embeddings through the shared cache)."""
-    from models.cache import EmbeddingCache
-    from training.evaluate import evaluate
-
-    classifier = _load(settings, version)
-    with EmbeddingCache(settings.embedding_cache_dir) as cache:
-        metrics = evaluate(classifier, papers, cache=cache)
-    metrics["model_version"] = version
-    return metrics
-
-
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.snapshot import read_snapshot
+    from lifecycle.evaluate import evaluate_version, select_for_evaluation
 
     with services(settings, need_kafka=False) as found:
-        version = _resolve_version(found.database_url, args.model)
-    papers = select_for_evaluation(
-        read_snapshot(args.snapshot), holdout=args.holdout, only_split=args.only_split,
-        seed=args.seed, max_samples=args.max_samples,
-    )  # fmt: skip
-    if not papers:
-        raise ConfigError(f"no papers to evaluate in {', '.join(map(str, args.snapshot))}")
-    metrics = evaluate_version(settings, version, papers)
+        registry = Registry(settings, found.database_url)
+        version = registry.resolve(args.model)
+        papers = select_for_evaluation(
+            read_snapshot(args.snapshot), holdout=args.holdout, only_split=args.only_split,
+            seed=args.seed, max_samples=args.max_samples,
+        )  # fmt: skip
+        if not papers:
+            raise ConfigError(f"no papers to evaluate in {', '.join(map(str, args.snapshot))}")
+        metrics = evaluate_version(registry, version, papers)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
     return 0
 
 
-def select_for_evaluation(
-    papers: Any,
-    *,
-    holdout: bool = False,
-    only_split: str | None = None,
-    seed: int = 13,
-    max_samples: int | None = None,
-) -> list[Paper]:
-    """The papers ``evaluate`` scores: all, the holdout only, or one part of the split that
-    ``train --seed`` would cut from the same files (papers as training reads them)."""
-    from training.data import read_papers, split_papers
-    from training.holdout import in_holdout
-
-    chosen = [p for p in papers if not holdout or in_holdout(p.arxiv_id)]
-    if only_split is not None:
-        data = read_papers(chosen, max_samples=None, show=False)
-        parts = split_papers(data, "stratified", val_fraction=0.1, test_fraction=0.1, seed=seed)
-        rows = parts.test if only_split == "test" else parts.val
-        chosen = [data.papers[i] for i in rows]
-    return chosen[:max_samples] if max_samples is not None else chosen
-
-
 def _predict(args: argparse.Namespace, settings: Settings) -> int:
-    from core.schemas import Paper
-
     if not (args.title.strip() or args.abstract.strip()):
         raise ConfigError("predict needs a non-empty --title or --abstract")
     for name in ("title", "abstract"):
@@ -347,32 +206,24 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
             getattr(args, name).encode("utf-8")
         except UnicodeEncodeError:
             raise ConfigError(f"--{name} is not valid UTF-8 text") from None
-
     with services(settings, need_kafka=False) as found:
-        version = _resolve_version(found.database_url, args.model)
-    classifier = _load(settings, version)
+        registry = Registry(settings, found.database_url)
+        version = registry.resolve(args.model)
+        classifier = registry.load(version)
     text = Paper(
-        arxiv_id="0000.00000",
-        version=1,
-        title=args.title,
-        abstract=args.abstract,
-        categories=[],
-        source="snapshot",
-    ).text
+        arxiv_id="0000.00000", version=1, title=args.title, abstract=args.abstract,
+        categories=[], source="snapshot",
+    ).text  # fmt: skip
     (prediction,) = classifier.predict_texts([text], top_k=args.top_k)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "model_version": version,
-                    "domain": vars(prediction.domain),
-                    "category": vars(prediction.category),
-                    "domain_top_k": [vars(s) for s in prediction.domain_top_k],
-                    "category_top_k": [vars(s) for s in prediction.category_top_k],
-                },
-                indent=2,
-            )
-        )
+        shown = {
+            "model_version": version,
+            "domain": vars(prediction.domain),
+            "category": vars(prediction.category),
+            "domain_top_k": [vars(s) for s in prediction.domain_top_k],
+            "category_top_k": [vars(s) for s in prediction.category_top_k],
+        }
+        print(json.dumps(shown, indent=2))
         return 0
     print(f"model {version}")
     print(f"domain    {prediction.domain.label} ({prediction.domain.score:.3f})")
@@ -393,7 +244,7 @@ def _row_line(row: ModelRow) -> str:
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     with services(settings, need_kafka=False) as found:
-        rows = run_db(found.database_url, repository.list_models)
+        rows = Registry(settings, found.database_url).rows()
     if not rows:
         print("no models registered. " + NO_MODEL_HELP)
         return 0
@@ -405,41 +256,13 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
     with services(settings, need_kafka=False) as found:
-        version = _resolve_version(found.database_url, args.version)
-        row = run_db(found.database_url, lambda conn: repository.get_model(conn, version))
-    if row is None:
-        raise ModelNotFoundError(f"no model version {version!r} registered")
-    config_path = settings.models_dir / row.path / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else None
-    print(
-        json.dumps(
-            {
-                "version": row.version,
-                "promoted": row.promoted,
-                "created_at": row.created_at,
-                "promoted_at": row.promoted_at,
-                "path": str(settings.models_dir / row.path),
-                "embedder": row.embedder,
-                "metrics": row.metrics,
-                "decision": row.decision,
-                "config": config,
-            },
-            indent=2,
-            default=str,
-        )
-    )
+        described = Registry(settings, found.database_url).describe(args.version)
+    print(json.dumps(described, indent=2, default=str))
     return 0
 
 
 def _promote(args: argparse.Namespace, settings: Settings) -> int:
-    from models.registry import version_dir
-
-    if not (version_dir(settings.models_dir, args.version) / "config.json").is_file():
-        raise ModelNotFoundError(f"no model files for {args.version} in {settings.models_dir}")
     with services(settings, need_kafka=False) as found:
-        run_db(
-            found.database_url,
-            lambda conn: repository.promote_model(conn, args.version, now=utc_now()),
-        )
+        Registry(settings, found.database_url).promote(args.version, now=utc_now())
     print(f"promoted {args.version}; running workers switch at their next batch")
     return 0

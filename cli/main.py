@@ -44,12 +44,12 @@ def _configure_logging(level: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import cmd_db, cmd_ingest, cmd_models, cmd_stream, up
+    from cli import cmd_db, cmd_ingest, cmd_lifecycle, cmd_models, cmd_stream, up
 
     parser = argparse.ArgumentParser(prog="arxiv-stream", description=__doc__.split("\n")[0])
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (up, cmd_stream, cmd_ingest, cmd_db, cmd_models):
+    for module in (up, cmd_stream, cmd_ingest, cmd_db, cmd_models, cmd_lifecycle):
         module.add_commands(sub)
     return parser
 

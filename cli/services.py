@@ -76,6 +76,21 @@ def write_running_state(settings: Settings, services: Services) -> Path:
     return path
 
 
+NO_BROKER = (
+    "no Kafka broker: start `arxiv-stream up` in another terminal, or set KAFKA_BOOTSTRAP_SERVERS"
+)
+
+
+def running_kafka(settings: Settings) -> str:
+    """The configured broker, else the one a live ``up`` started; never starts anything
+    (for commands that need only Kafka, such as ``tail``)."""
+    running = read_running_state(settings)
+    kafka = settings.kafka_bootstrap_servers or (running or {}).get("kafka_bootstrap")
+    if not kafka:
+        raise ConfigError(NO_BROKER)
+    return kafka
+
+
 @contextmanager
 def services(
     settings: Settings, *, need_kafka: bool, start_kafka: bool = False
@@ -95,10 +110,7 @@ def services(
             kafka = running["kafka_bootstrap"]
         if kafka is None and need_kafka:
             if not start_kafka:
-                raise ConfigError(
-                    "no Kafka broker: start `arxiv-stream up` in another terminal, "
-                    "or set KAFKA_BOOTSTRAP_SERVERS"
-                )
+                raise ConfigError(NO_BROKER)
             log_dir = settings.data_dir / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)
             broker = stack.enter_context(EmbeddedKafka(log_path=log_dir / "tansu.log"))

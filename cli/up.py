@@ -20,12 +20,13 @@ from pathlib import Path
 
 from broker.client import ensure_topics
 from cli.argtypes import positive_int
-from cli.dbcall import run_db
 from cli.services import services, write_running_state
+from core.clock import utc_now
 from core.errors import ConfigError, ModelNotFoundError
 from core.settings import Settings
 from db import migrate, repository
-from stream.model_holder import NO_MODEL_HELP
+from db.engine import run_sync
+from lifecycle.registry import NO_MODEL_HELP, Registry
 
 log = logging.getLogger("arxiv_stream.up")
 
@@ -114,7 +115,7 @@ def _stop_all(children: list[Child], grace_s: float = 15.0) -> None:
 
 
 def _progress(database_url: str) -> str:
-    counts = run_db(database_url, repository.progress_counts)
+    counts = run_sync(database_url, repository.progress_counts)
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
@@ -169,7 +170,8 @@ def supervise(children: list[Child], env: dict[str, str], database_url: str) -> 
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from cli.cmd_models import promoted_version, train_and_register
+    from cli.cmd_models import print_trained
+    from lifecycle.train import train_and_register
 
     with services(settings, need_kafka=True, start_kafka=True) as found:
         live = settings.model_copy(update={"kafka_bootstrap_servers": found.kafka_bootstrap})
@@ -177,11 +179,12 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(ensure_topics(live))
         state_file = write_running_state(settings, found)
         try:
-            if promoted_version(found.database_url) is None:
+            registry = Registry(live, found.database_url)
+            if registry.promoted_version() is None:
                 if args.snapshot is None:
                     raise ModelNotFoundError(NO_MODEL_HELP)
                 log.info("no promoted model: training one from %s", args.snapshot)
-                train_and_register(live, found.database_url, snapshot=args.snapshot)
+                print_trained(train_and_register(live, registry, args.snapshot, now=utc_now()))
             env = dict(os.environ)
             env.update(
                 ARXIV_STREAM_DATABASE_URL=found.database_url,

@@ -9,8 +9,9 @@ Consumers must ignore fields they do not know; a breaking change bumps the ``/N`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -156,6 +157,27 @@ def dead_letter_payload(value: bytes) -> dict[str, object]:
         "payload_sha256": hashlib.sha256(value).hexdigest(),
         "payload_truncated": truncated,
     }
+
+
+T = TypeVar("T")
+
+
+def newest_per_id(items: Iterable[T], paper_of: Callable[[T], Paper] | None = None) -> list[T]:
+    """One item per arXiv id: the one with the highest paper version (the first seen wins a
+    tie), in first-seen order. ``paper_of`` finds the Paper in an item (default: the item)."""
+
+    def get(item: T) -> Paper:
+        found = paper_of(item) if paper_of is not None else item
+        assert isinstance(found, Paper), "newest_per_id needs paper_of for non-Paper items"
+        return found
+
+    best: dict[str, T] = {}
+    for item in items:
+        paper = get(item)
+        kept = best.get(paper.arxiv_id)
+        if kept is None or paper.version > get(kept).version:
+            best[paper.arxiv_id] = item
+    return list(best.values())
 
 
 def encode(message: BaseModel) -> bytes:

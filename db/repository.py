@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Text
 
 from core.errors import ModelNotFoundError
-from core.schemas import Paper
+from core.schemas import Paper, newest_per_id
 from db import tables as t
 
 # Serialises promotions: two at once would both demote, then collide on the unique index.
@@ -111,19 +111,6 @@ def _to_paper(row: Row[Any]) -> Paper:
     return Paper(arxiv_id=row.arxiv_id, **fields)
 
 
-def _highest_versions(items: Iterable[Paper]) -> list[Paper]:
-    """One paper per id, the highest version (first seen wins a tie), in input order.
-
-    ON CONFLICT cannot touch the same row twice in one statement.
-    """
-    best: dict[str, Paper] = {}
-    for paper in items:
-        kept = best.get(paper.arxiv_id)
-        if kept is None or paper.version > kept.version:
-            best[paper.arxiv_id] = paper
-    return list(best.values())
-
-
 async def upsert_papers(
     conn: AsyncConnection, papers: Sequence[Paper], *, now: datetime
 ) -> list[Paper]:
@@ -134,7 +121,7 @@ async def upsert_papers(
     ``published_at`` (this version has not been published yet); ``first_seen_at`` stays.
     """
     now = _aware(now)
-    batch = _highest_versions(papers)
+    batch = newest_per_id(papers)  # ON CONFLICT cannot touch one row twice
     if not batch:
         return []
     new = insert(t.papers).excluded
@@ -147,6 +134,7 @@ async def upsert_papers(
                 "last_seen_at": new.last_seen_at,
                 "published_at": None,
                 "updated_at": new.updated_at,
+                "deleted_at": None,  # a newer version than a deletion: the paper is back
             },
             where=new.version > t.papers.c.version,  # only a newer version rewrites the row
         )
@@ -180,6 +168,21 @@ async def mark_published(conn: AsyncConnection, arxiv_ids: Iterable[str], *, now
     return result.rowcount
 
 
+async def mark_deleted(conn: AsyncConnection, arxiv_ids: Iterable[str], *, now: datetime) -> int:
+    """Record arXiv's deletion of these papers (OAI ``status="deleted"``); returns how many
+    stored, live papers that touched. Rows and labels stay; ``latest_labels``, republishing
+    and relabelling leave deleted papers out."""
+    ids = sorted(set(arxiv_ids))
+    if not ids:
+        return 0
+    result = await conn.execute(
+        update(t.papers)
+        .where(t.papers.c.arxiv_id == any_(_text_array(ids)), t.papers.c.deleted_at.is_(None))
+        .values(deleted_at=_aware(now), updated_at=_aware(now))
+    )
+    return result.rowcount
+
+
 async def get_paper(conn: AsyncConnection, arxiv_id: str) -> Paper | None:
     row = (await conn.execute(select(t.papers).where(t.papers.c.arxiv_id == arxiv_id))).first()
     return _to_paper(row) if row else None
@@ -205,7 +208,7 @@ async def papers_needing_labels(
     labelled = select(t.labels.c.arxiv_id).where(*same_paper).exists()
     stmt = (
         select(t.papers)
-        .where(~labelled, last_sent < _aware(published_before))
+        .where(~labelled, last_sent < _aware(published_before), t.papers.c.deleted_at.is_(None))
         .order_by(last_sent, t.papers.c.arxiv_id)
         .limit(limit)
     )
@@ -214,7 +217,10 @@ async def papers_needing_labels(
 
 async def last_labelled_at(conn: AsyncConnection) -> datetime | None:
     """When the newest label was written (any model): is the stream making progress?"""
-    return (await conn.execute(select(func.max(t.labels.c.labelled_at)))).scalar_one()
+    newest: datetime | None = (
+        await conn.execute(select(func.max(t.labels.c.labelled_at)))
+    ).scalar_one()
+    return newest
 
 
 async def papers_for_relabel(
@@ -227,7 +233,12 @@ async def papers_for_relabel(
     arxiv_date = func.coalesce(p.updated, p.submitted, p.first_seen_at)
     after: str | None = None
     while True:
-        stmt = select(t.papers).order_by(t.papers.c.arxiv_id).limit(batch)
+        stmt = (
+            select(t.papers)
+            .where(p.deleted_at.is_(None))
+            .order_by(t.papers.c.arxiv_id)
+            .limit(batch)
+        )
         if since is not None:
             stmt = stmt.where(arxiv_date >= _aware(since))
         if after is not None:
@@ -446,6 +457,12 @@ async def record_decision(conn: AsyncConnection, version: str, decision: dict[st
 async def promoted_model(conn: AsyncConnection) -> ModelRow | None:
     row = (await conn.execute(select(t.models).where(t.models.c.promoted))).first()
     return _to_model(row) if row else None
+
+
+async def promoted_version(conn: AsyncConnection) -> str | None:
+    """The version every worker should use, or None before the first promotion."""
+    row = await promoted_model(conn)
+    return row.version if row else None
 
 
 async def get_model(conn: AsyncConnection, version: str) -> ModelRow | None:

@@ -50,6 +50,7 @@ papers = Table(
     Column("last_seen_at", Timestamp, nullable=False),
     Column("published_at", Timestamp),  # last publish of the current version to Kafka
     Column("updated_at", Timestamp, nullable=False),
+    Column("deleted_at", Timestamp),  # an OAI harvest reported it deleted; NULL: live
 )
 
 models = Table(

@@ -126,25 +126,3 @@ class OAIHarvest:
                     "harvest stopped, checkpoint kept"
                 )
             seen_tokens.add(token)
-
-
-async def harvest_oai(
-    client: Fetcher,
-    base_url: str,
-    *,
-    metadata_prefix: str,
-    set_spec: str | None = None,
-    from_date: date | None,
-    until: date | None = None,
-) -> AsyncIterator[OAIPage]:
-    """The pages of one harvest, for callers that keep their own checkpoint (see OAIHarvest)."""
-    harvest = OAIHarvest(
-        client,
-        base_url,
-        metadata_prefix=metadata_prefix,
-        set_spec=set_spec,
-        from_date=from_date,
-        until=until,
-    )
-    async for page in harvest.pages():
-        yield page

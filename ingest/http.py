@@ -35,12 +35,12 @@ from typing import Any, Self
 
 import httpx
 
+from core.clock import Monotonic
 from core.errors import FetchError
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 MAX_RESPONSE_BYTES = 50_000_000
@@ -58,7 +58,11 @@ class RateLimiter:
     """
 
     def __init__(
-        self, min_interval_s: float, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+        self,
+        min_interval_s: float,
+        *,
+        clock: Monotonic = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.min_interval_s = min_interval_s
         self._clock = clock
@@ -110,7 +114,7 @@ class ArxivHttpClient:
         backoff_base_s: float = 5.0,
         backoff_max_s: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Clock = time.monotonic,
+        clock: Monotonic = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         random: Callable[[], float] = _random.random,
         max_response_bytes: int = MAX_RESPONSE_BYTES,

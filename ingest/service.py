@@ -22,13 +22,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.clock import Clock
 from core.errors import FeedError, StorageError
 from core.schemas import Paper, encode
 from core.settings import Settings
@@ -36,7 +37,6 @@ from db import repository
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 REPUBLISH_BACKOFF_MAX = 16
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -50,11 +50,14 @@ class IngestStats:
     seen: int = 0
     published: int = 0
     republished: int = 0
+    deleted: int = 0
+    """Stored papers an OAI harvest reported deleted (ingest.oai_sets)."""
 
     def add(self, other: IngestStats) -> None:
         self.seen += other.seen
         self.published += other.published
         self.republished += other.republished
+        self.deleted += other.deleted
 
 
 class Ingester:
@@ -90,6 +93,25 @@ class Ingester:
             total.add(await self.ingest(batch))
             log.info("ingested %d papers so far, %d published", total.seen, total.published)
         return total
+
+    async def delete(self, arxiv_ids: Sequence[str]) -> IngestStats:
+        """Record arXiv's deletion of these papers (see ingest.oai_sets)."""
+        if not arxiv_ids:
+            return IngestStats()
+        async with self.engine.begin() as conn:
+            deleted = await repository.mark_deleted(conn, arxiv_ids, now=self.clock())
+        if deleted:
+            log.info("%d stored papers deleted by arXiv", deleted)
+        return IngestStats(deleted=deleted)
+
+    async def checkpoint(self, key: str) -> str | None:
+        """Where the feed ``key`` left off (None: never harvested)."""
+        async with self.engine.connect() as conn:
+            return await repository.get_checkpoint(conn, key)
+
+    async def save_checkpoint(self, key: str, value: str) -> None:
+        async with self.engine.begin() as conn:
+            await repository.set_checkpoint(conn, key, value, now=self.clock())
 
     async def republish_unlabelled(self) -> int:
         """Publish again what the stream lost (see the module docstring); returns how many."""
@@ -158,12 +180,3 @@ async def run_forever(
         step = min(republish_every_s, interval_s)
         await sleep(step)
         elapsed_since_poll += step
-
-
-def oai_checkpoint_key(settings: Settings, set_spec: str | None) -> str:
-    return f"oai:{settings.oai_metadata_prefix}:{set_spec or '*'}"
-
-
-def default_oai_from(now: datetime) -> date:
-    """With no checkpoint, start from yesterday: the last announcement is what users expect."""
-    return (now - timedelta(days=1)).date()

@@ -159,11 +159,3 @@ def head_files(info: HeadInfo) -> list[str]:
 
 def write_metrics(directory: Path, metrics: dict[str, Any]) -> None:
     (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=1, ensure_ascii=False))
-
-
-def read_metrics(directory: Path) -> dict[str, Any]:
-    path = directory / METRICS_FILE
-    if not path.is_file():
-        raise ModelNotFoundError(f"no {METRICS_FILE} in {directory}")
-    result: dict[str, Any] = json.loads(path.read_text())
-    return result

@@ -20,9 +20,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
+
+from core.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +140,14 @@ def embed_with_cache(
         len(keys) - len(missing),
         len(missing),
     )
-    bar = _progress(len(missing), show_progress)
+    bar = progress_bar(len(missing), desc="embed", unit="text", enabled=show_progress)
     started, done = time.perf_counter(), 0
     for chunk in _chunks(missing, chunk_size):
         vectors = embedder.encode([texts[unique[key]] for key in chunk])
         cache.put(embedder.model_id, chunk, vectors)
         found.update(zip(chunk, vectors, strict=True))
         done += len(chunk)
-        if bar is not None:
+        if show_progress:
             bar.update(len(chunk))
         else:  # no terminal (a service, `up`): progress goes to the log instead
             rate = done / max(time.perf_counter() - started, 1e-9)
@@ -153,8 +155,7 @@ def embed_with_cache(
                 "embedded %d/%d texts, %.1f/s, ETA %.0fs",
                 done, len(missing), rate, (len(missing) - done) / rate,
             )  # fmt: skip
-    if bar is not None:
-        bar.close()
+    bar.close()
     out = np.empty((len(texts), embedder.dim), dtype=np.float32)
     for i, key in enumerate(keys):
         out[i] = found[key]
@@ -164,11 +165,3 @@ def embed_with_cache(
 def _chunks(items: list[bytes], size: int) -> Iterator[list[bytes]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled or total == 0:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="embed", unit="text", smoothing=0.1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,17 +24,33 @@ from models.bundle import FINETUNED_KIND, BundleConfig, HeadInfo, read_config
 from models.device import resolve_device
 from models.embedder import Embedder, openvino_available
 from models.finetuned import FinetunedEncoderHead
-from models.heads import align_columns, fuse_log_linear, load_head
+from models.heads import (
+    Head,
+    MultiLabelHead,
+    StoredHead,
+    TfidfHead,
+    align_columns,
+    fuse_log_linear,
+    load_head,
+)
 from models.predict import BatchScores, MultiLabelScores, Prediction, decode, to_predictions
 
 log = logging.getLogger(__name__)
+
+H = TypeVar("H")
+BundleHead = StoredHead | FinetunedEncoderHead
+"""What a bundle's role holds: a head of models.heads, or a fine-tuned encoder."""
 
 
 class PaperClassifier:
     """A loaded bundle: heads in memory, plus the embedder unless loaded without one."""
 
     def __init__(
-        self, config: BundleConfig, heads: dict[str, Any], embedder: Embedder | None, path: Path
+        self,
+        config: BundleConfig,
+        heads: dict[str, BundleHead],
+        embedder: Embedder | None,
+        path: Path,
     ) -> None:
         self.config = config
         self.heads = heads
@@ -90,6 +106,22 @@ class PaperClassifier:
         if missing:
             raise ModelFormatError(f"{self.path}: no parents for categories {sorted(missing)[:5]}")
 
+    def _embedding_head(self, role: str) -> Head:
+        """The head of ``role`` (category, domain, categories): one that reads embeddings."""
+        head = self.heads[role]
+        if not isinstance(head, Head):
+            raise ModelFormatError(
+                f"{self.path}: the {role!r} head ({head.kind}) reads no embeddings"
+            )
+        return head
+
+    def _role(self, role: str, kind: type[H]) -> H:
+        """The head of ``role`` as the one class that role needs (text, categories, encoder)."""
+        head = self.heads[role]
+        if not isinstance(head, kind):
+            raise ModelFormatError(f"{self.path}: the {role!r} head is a {head.kind!r} head")
+        return head
+
     @property
     def embedder_variant(self) -> str | None:
         return self.embedder.variant if self.embedder else None
@@ -114,7 +146,8 @@ class PaperClassifier:
     def score_texts(self, texts: Sequence[str]) -> BatchScores:
         """Probabilities and decoded labels for paper texts (``Paper.text``)."""
         if self.reads_text:
-            return self.score_category_probs(self.heads["category"].predict_texts(texts))
+            encoder = self._role("category", FinetunedEncoderHead)
+            return self.score_category_probs(encoder.predict_texts(texts))
         return self.score_embeddings(self.embed(texts), texts=texts)
 
     @property
@@ -127,24 +160,25 @@ class PaperClassifier:
         same papers' ``Paper.text``) are needed when the bundle fuses a text head."""
         if self.reads_text:
             raise RuntimeError(f"model {self.version} is a fine-tuned encoder: use score_texts")
-        p_category = self.heads["category"].predict_proba(X)
+        category = self._embedding_head("category")
+        p_category = category.predict_proba(X)
         if self.text_weight > 0.0:
             if texts is None or len(texts) != len(X):
                 raise ValueError(f"model {self.version} fuses a text head: pass the texts too")
-            text = self.heads["text"]
-            p_text = align_columns(
-                text.predict_proba_texts(texts), text.classes, self.heads["category"].classes
-            )
+            text = self._role("text", TfidfHead)
+            p_text = align_columns(text.predict_proba_texts(texts), text.classes, category.classes)
             p_category = fuse_log_linear(p_category, p_text, self.text_weight)
         decoding = self.config.decoding
         domain = None
         if decoding.get("domain_source") == "head" and "domain" in self.heads:
-            head = self.heads["domain"]
+            head = self._embedding_head("domain")
             domain = (list(head.classes), head.predict_proba(X))
         multi = None
         if "categories" in self.heads:
-            head = self.heads["categories"]
-            multi = MultiLabelScores(list(head.classes), head.predict_proba(X), head.thresholds)
+            labels = self._role("categories", MultiLabelHead)
+            multi = MultiLabelScores(
+                list(labels.classes), labels.predict_proba(X), labels.thresholds
+            )
         return self.score_category_probs(p_category, domain, multi)
 
     def score_category_probs(
@@ -188,7 +222,7 @@ def serving_variant(trained: str, device: str, version: str) -> str:
     return trained
 
 
-def _load_head(model_dir: Path, info: HeadInfo, *, device: str, batch_size: int) -> Any:
+def _load_head(model_dir: Path, info: HeadInfo, *, device: str, batch_size: int) -> BundleHead:
     if info.kind == FINETUNED_KIND:
         resolved = resolve_device(device)
         return FinetunedEncoderHead.load(

@@ -26,19 +26,19 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from core.errors import ConfigError
+from core.progress import progress_bar
 from models.device import available_cpus, resolve_device
 from models.encoders import OpenVINOEngine, TokenBatch, TorchEngine, mean_pooling_only
+from models.variants import VARIANTS, Variant
 
 log = logging.getLogger(__name__)
 
-Variant = Literal["auto", "fp32", "bf16", "fp16", "ov-bf16", "ov-fp32"]
-VARIANTS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "ov-bf16", "ov-fp32")
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_NAMES = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -228,16 +228,14 @@ class Embedder:
         groups = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         pad = int(self._tokenizer.pad_token_id or 0)
         batches = [_padded([tokens[i] for i in idx], pad) for idx in groups]
-        bar = _progress(len(texts), "embed", self.show_progress)
+        bar = progress_bar(len(texts), desc="embed", unit="text", enabled=self.show_progress)
 
         def place(i: int, vectors: np.ndarray) -> None:
             out[groups[i]] = vectors
-            if bar is not None:
-                bar.update(len(groups[i]))
+            bar.update(len(groups[i]))
 
         self._engine.run(batches, place)
-        if bar is not None:
-            bar.close()
+        bar.close()
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out /= np.maximum(norms, 1e-12)
         return out
@@ -271,11 +269,3 @@ def _load_sentence_transformer(path: str, device: str) -> Any:
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="text", smoothing=0.1)

@@ -125,21 +125,25 @@ def decode(
     return out
 
 
-def top_k(classes: Sequence[str], row: np.ndarray, k: int) -> list[Scored]:
-    """The k likeliest labels of one row, best first."""
-    k = min(k, len(classes))
-    best = np.argpartition(-row, k - 1)[:k] if k < len(classes) else np.arange(len(classes))
-    best = best[np.argsort(-row[best], kind="stable")]
-    return [Scored(classes[j], float(row[j])) for j in best]
+def top_k_indices(probs: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the ``k`` largest values of each row of ``probs`` (n, C), best first; ties
+    keep column order (as argmax does). int64 (n, min(k, C)). Serving (``category_top_k``) and
+    the top-k metrics (training.evaluate) both rank with this."""
+    ranked: np.ndarray = np.argsort(-probs, axis=1, kind="stable")[:, : min(k, probs.shape[1])]
+    return ranked
 
 
 def to_predictions(scores: BatchScores, *, k: int = 5) -> list[Prediction]:
     """One Prediction per row of ``scores``."""
     s = scores.spaces
+    top = {space: top_k_indices(s[space].probs, k) for space in ("domain", "category")}
 
     def chosen(space: str, i: int) -> Scored:
         j = int(s[space].predicted[i])
         return Scored(s[space].classes[j], float(s[space].probs[i, j]))
+
+    def ranked(space: str, i: int) -> list[Scored]:
+        return [Scored(s[space].classes[j], float(s[space].probs[i, j])) for j in top[space][i]]
 
     out = []
     for i in range(s["category"].probs.shape[0]):
@@ -153,8 +157,8 @@ def to_predictions(scores: BatchScores, *, k: int = 5) -> list[Prediction]:
             Prediction(
                 domain=chosen("domain", i),
                 category=chosen("category", i),
-                domain_top_k=top_k(s["domain"].classes, s["domain"].probs[i], k),
-                category_top_k=top_k(s["category"].classes, s["category"].probs[i], k),
+                domain_top_k=ranked("domain", i),
+                category_top_k=ranked("category", i),
                 group=chosen("group", i),
                 archive=chosen("archive", i),
                 categories=multi,

@@ -4,8 +4,8 @@
         m20261121-230501-3fa2/      a complete bundle (config.json, *.safetensors, metrics.json)
         .tmp-m20261121-231744-9c01/ a bundle being written (renamed into place when done)
 
-Version ids sort by creation time. Which version is promoted is recorded in the database
-(the CLI's job), not here.
+Version ids sort by creation time. Which version is promoted is recorded in the database;
+``lifecycle.registry`` is the one place that joins the two.
 """
 
 from __future__ import annotations
@@ -16,9 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import ModelNotFoundError
+from models.bundle import CONFIG_FILE
 
 VERSION_RE = re.compile(r"^m\d{8}-\d{6}-[0-9a-f]{4}$")
-CONFIG_FILE = "config.json"
+
+NO_MODEL_HELP = (
+    "no promoted model in the registry. Train one first:\n"
+    "  arxiv-stream train --snapshot ../shared/data/arxiv-sample/arxiv-metadata-sample.jsonl.gz\n"
+    "(or `arxiv-stream up --snapshot FILE`, which trains one when none exists)"
+)
+"""What every process says when no model is promoted."""
 
 
 def new_version_id(now: datetime) -> str:
@@ -62,8 +69,3 @@ def list_versions(models_dir: Path) -> list[str]:
         for p in models_dir.iterdir()
         if is_version_id(p.name) and (p / CONFIG_FILE).is_file()
     )
-
-
-def latest_version(models_dir: Path) -> str | None:
-    versions = list_versions(models_dir)
-    return versions[-1] if versions else None

@@ -176,7 +176,7 @@ def register_classifier(
     holder: ModelHolder,
     engine: AsyncEngine,
     clock: Callable[[], datetime],
-) -> faust.types.AgentT:
+) -> faust.types.AgentT[Any]:
     papers_topic = app.topic(settings.topic_papers, key_serializer="raw", value_serializer="raw")
     classified_topic = app.topic(
         settings.topic_classified, key_serializer="raw", value_serializer="raw"
@@ -192,7 +192,7 @@ def register_classifier(
         return await dead_letter_topic.send(key=key, value=value)
 
     @app.agent(papers_topic, name="classify-papers")
-    async def classify(stream: faust.StreamT) -> None:
+    async def classify(stream: faust.StreamT[Any]) -> None:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
             settings.batch_size, within=settings.batch_within_s

@@ -11,34 +11,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from core.errors import ModelNotFoundError
+from models.registry import NO_MODEL_HELP
 from stream.pipeline import Classifier
 
 log = logging.getLogger(__name__)
 
-NO_MODEL_HELP = (
-    "no promoted model in the registry. Train one first:\n"
-    "  arxiv-stream train --snapshot ../shared/data/arxiv-sample/arxiv-metadata-sample.jsonl.gz\n"
-    "(or `arxiv-stream up --snapshot FILE`, which trains one when none exists)"
-)
-
 PromotedLookup = Callable[[], Awaitable[str | None]]
-Loader = Callable[[Path], Classifier]
+Loader = Callable[[str], Classifier]
+"""Loads a model version (the worker's: its registry directory, models.registry)."""
 
 
 class ModelHolder:
     def __init__(
         self,
         *,
-        models_dir: Path,
         promoted_version: PromotedLookup,
         loader: Loader,
         poll_interval_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._models_dir = models_dir
         self._promoted_version = promoted_version
         self._loader = loader
         self._poll_interval_s = poll_interval_s
@@ -82,8 +75,7 @@ class ModelHolder:
         return self._model
 
     async def _load(self, version: str) -> Classifier:
-        path = self._models_dir / version
         loop = asyncio.get_running_loop()
-        model = await loop.run_in_executor(None, self._loader, path)
-        log.info("model %s loaded from %s", model.version, path)
+        model = await loop.run_in_executor(None, self._loader, version)
+        log.info("model %s loaded", model.version)
         return model

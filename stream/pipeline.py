@@ -22,6 +22,7 @@ from core.schemas import (
     ScoredLabel,
     dead_letter_payload,
     decode_paper,
+    newest_per_id,
 )
 from core.taxonomy import canonical_category
 from db.repository import LabelRow
@@ -93,18 +94,14 @@ def decode_batch(
 ) -> tuple[list[tuple[RawMessage, Paper]], list[DeadLetter]]:
     """Split a batch into decodable papers and dead letters. Within one batch a paper that
     appears twice is classified once (its highest version)."""
-    best: dict[str, tuple[RawMessage, Paper]] = {}
+    decoded: list[tuple[RawMessage, Paper]] = []
     dead: list[DeadLetter] = []
     for message in messages:
         try:
-            paper = decode_paper(message.value)
+            decoded.append((message, decode_paper(message.value)))
         except MessageError as exc:
             dead.append(dead_letter(message, reason="decode", error=exc, topic=topic, now=now))
-            continue
-        held = best.get(paper.arxiv_id)
-        if held is None or paper.version > held[1].version:
-            best[paper.arxiv_id] = (message, paper)
-    return list(best.values()), dead
+    return newest_per_id(decoded, lambda pair: pair[1]), dead
 
 
 def classify_batch(

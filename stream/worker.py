@@ -5,39 +5,23 @@ Refuses to start when no model is promoted, with a message that says how to make
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from datetime import UTC, datetime
-from pathlib import Path
 
 import faust
 
+from core.clock import utc_now
 from core.errors import ModelNotFoundError
 from core.settings import Settings
 from db import repository
-from db.engine import create_async_engine_for
+from db.engine import create_async_engine_for, run_sync
 from models.classifier import PaperClassifier
+from models.registry import NO_MODEL_HELP, version_dir
 from stream.agent import register_classifier
 from stream.app import create_app
 from stream.delivery import resend_unpublished
-from stream.model_holder import NO_MODEL_HELP, ModelHolder
+from stream.model_holder import ModelHolder
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-async def promoted_version(settings: Settings, database_url: str) -> str | None:
-    """One-off lookup with its own engine (used before Faust owns the event loop)."""
-    engine = create_async_engine_for(database_url)
-    try:
-        async with engine.connect() as conn:
-            row = await repository.promoted_model(conn)
-        return row.version if row else None
-    finally:
-        await engine.dispose()
 
 
 def build_worker(
@@ -47,16 +31,16 @@ def build_worker(
 
     async def lookup() -> str | None:
         async with engine.connect() as conn:
-            row = await repository.promoted_model(conn)
-        return row.version if row else None
+            return await repository.promoted_version(conn)
 
-    def load(path: Path) -> PaperClassifier:
+    def load(version: str) -> PaperClassifier:
         return PaperClassifier.load(
-            path, device=settings.device, batch_size=settings.embed_batch_size
+            version_dir(settings.models_dir, version),
+            device=settings.device,
+            batch_size=settings.embed_batch_size,
         )
 
     holder = ModelHolder(
-        models_dir=settings.models_dir,
         promoted_version=lookup,
         loader=load,
         poll_interval_s=settings.model_poll_interval_s,
@@ -69,7 +53,6 @@ def build_worker(
     async def send(key: bytes | None, value: bytes) -> object:
         return await classified.send(key=key, value=value)
 
-    @app.timer(interval=settings.resend_interval_s)
     async def resend_unpublished_labels() -> None:
         try:
             await resend_unpublished(
@@ -78,10 +61,13 @@ def build_worker(
         except Exception as exc:  # database or broker away: the next round tries again
             log.error("re-sending unpublished labels failed: %s", exc)
 
-    @app.task
     async def load_model_at_start() -> None:
         # Load before the first batch arrives, so the first batch is not slow.
         await holder.current()
+
+    # Faust's decorators carry no types: registering by call keeps these two functions typed.
+    app.timer(interval=settings.resend_interval_s)(resend_unpublished_labels)
+    app.task(load_model_at_start)
 
     return faust.Worker(
         app,
@@ -93,6 +79,6 @@ def build_worker(
 
 def run_worker(settings: Settings, database_url: str) -> None:
     """Blocks until SIGINT/SIGTERM."""
-    if asyncio.run(promoted_version(settings, database_url)) is None:
+    if run_sync(database_url, repository.promoted_version) is None:
         raise ModelNotFoundError(NO_MODEL_HELP)
     build_worker(settings, database_url).execute_from_commandline()

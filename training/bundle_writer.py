@@ -20,7 +20,7 @@ from training.splits import Split
 
 
 # --- outputs ----------------------------------------------------------------------------------
-def _write_bundle(
+def write_bundle(
     stage: Path,
     version: str,
     now: datetime,

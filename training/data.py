@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.progress import progress_iter
 from core.schemas import Paper
 from ingest.snapshot import SnapshotSource, read_snapshot
 from training.holdout import in_holdout
@@ -38,7 +39,7 @@ def read_papers(
         stream = source  # type: ignore[assignment]
     skipped: Counter[str] = Counter()
     by_id: dict[str, tuple[Paper, PaperLabels]] = {}
-    for paper in _bar(stream, show, "read", "paper"):
+    for paper in progress_iter(stream, desc="read", unit="paper", enabled=show):
         if max_samples is not None and len(by_id) >= max_samples and paper.arxiv_id not in by_id:
             break
         labels = labels_of(paper)
@@ -60,15 +61,6 @@ def _is_paths(source: object) -> bool:
     if isinstance(source, (str, Path)):
         return True
     return isinstance(source, (list, tuple)) and all(isinstance(s, (str, Path)) for s in source)
-
-
-def _bar(items: Iterable[Paper], show: bool, desc: str, unit: str) -> Iterator[Paper]:
-    if not show:
-        yield from items
-        return
-    from tqdm.auto import tqdm
-
-    yield from tqdm(items, desc=desc, unit=unit)
 
 
 def split_papers(

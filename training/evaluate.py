@@ -13,6 +13,10 @@ Schema (every number a float in [0, 1] unless a count):
     }
 Labels the model never saw in training stay in the denominators: they are errors, counted
 in ``unseen``. macro F1 averages over labels that are true or predicted in the data given.
+
+The label-level metrics (``accuracy``, ``precision_at_1``, ``top_labels`` +
+``top_k_micro_recall``) are also what training.selection and training.tuning choose by on
+validation, so a head is chosen by the numbers it is reported with.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from core.schemas import Paper
-from models.predict import BatchScores, SpaceScores
+from models.predict import BatchScores, SpaceScores, top_k_indices
 from training.labels import SINGLE_LABEL_SPACES, PaperLabels, labels_of
 
 if TYPE_CHECKING:
@@ -73,14 +77,9 @@ def evaluate_scores(scores: BatchScores, labels: Sequence[PaperLabels]) -> dict[
         out[space] = single_label_metrics(scores.spaces[space], [lab.get(space) for lab in labels])
     category = scores.spaces["category"]
     declared = [set(lab.categories) for lab in labels]
-    predicted = category.predicted_labels()
-    top = _top_labels(category, TOP)
-    n = max(len(labels), 1)
-    out["category"]["precision_at_1"] = (
-        sum(p in d for p, d in zip(predicted, declared, strict=True)) / n
-    )
-    found = sum(len(set(t) & d) for t, d in zip(top, declared, strict=True))
-    out["category"]["top5_micro_recall"] = found / max(sum(len(d) for d in declared), 1)
+    top = top_labels(category.classes, category.probs, TOP)
+    out["category"]["precision_at_1"] = precision_at_1(category.predicted_labels(), declared)
+    out["category"]["top5_micro_recall"] = top_k_micro_recall(top, declared)
     out["categories"] = None
     if scores.categories is not None:
         out["categories"] = multilabel_metrics(scores, declared)
@@ -91,7 +90,7 @@ def single_label_metrics(space: SpaceScores, truth: Sequence[str]) -> dict[str, 
     """n, accuracy, macro/weighted F1, top-5 accuracy and unseen count for one space."""
     predicted = space.predicted_labels()
     known = set(space.classes)
-    top = _top_labels(space, TOP)
+    top = top_labels(space.classes, space.probs, TOP)
     n = len(truth)
     if n == 0:
         return {
@@ -104,7 +103,7 @@ def single_label_metrics(space: SpaceScores, truth: Sequence[str]) -> dict[str, 
         }
     return {
         "n": n,
-        "accuracy": float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)])),
+        "accuracy": accuracy(predicted, truth),
         "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(truth, predicted, average="weighted", zero_division=0)),
         "top5_accuracy": float(np.mean([t in row for row, t in zip(top, truth, strict=True)])),
@@ -135,7 +134,31 @@ def multilabel_metrics(scores: BatchScores, declared: Sequence[set[str]]) -> dic
     }
 
 
-def _top_labels(space: SpaceScores, k: int) -> list[list[str]]:
-    k = min(k, len(space.classes))
-    best = np.argsort(-space.probs, axis=1, kind="stable")[:, :k]
-    return [[space.classes[j] for j in row] for row in best]
+# --- label-level metrics (also the validation scores of training.selection) -------------------
+def top_labels(classes: Sequence[str], probs: np.ndarray, k: int = TOP) -> list[list[str]]:
+    """The ``k`` likeliest of ``classes`` for each row of ``probs`` (n, len(classes)), best
+    first (ties: column order; models.predict.top_k_indices)."""
+    return [[classes[j] for j in row] for row in top_k_indices(probs, k)]
+
+
+def accuracy(predicted: Sequence[str], truth: Sequence[str]) -> float:
+    """Share of rows where ``predicted`` equals ``truth`` (0.0 for no rows)."""
+    hits = sum(p == t for p, t in zip(predicted, truth, strict=True))
+    return hits / max(len(truth), 1)
+
+
+def argmax_accuracy(classes: Sequence[str], probs: np.ndarray, truth: Sequence[str]) -> float:
+    """Accuracy of the likeliest class of each row of ``probs`` (n, len(classes))."""
+    return accuracy([classes[j] for j in probs.argmax(axis=1)], truth)
+
+
+def precision_at_1(predicted: Sequence[str], declared: Sequence[set[str]]) -> float:
+    """Share of rows whose predicted label is one of the row's ``declared`` labels."""
+    hits = sum(p in d for p, d in zip(predicted, declared, strict=True))
+    return hits / max(len(declared), 1)
+
+
+def top_k_micro_recall(top: Sequence[Sequence[str]], declared: Sequence[set[str]]) -> float:
+    """Share of all ``declared`` labels found among their row's ``top`` (``top_labels``)."""
+    found = sum(len(set(t) & d) for t, d in zip(top, declared, strict=True))
+    return found / max(sum(len(d) for d in declared), 1)

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,14 +39,19 @@ from models.bundle import FINETUNED_KIND, BundleConfig, EncoderInfo, HeadInfo, w
 from models.classifier import PaperClassifier
 from models.device import resolve_device
 from models.finetuned import FinetunedEncoderHead, save_finetuned
-from models.registry import new_version_id, staging_dir
 from training.bundle_writer import label_spaces, run_params, score_splits, summarize
-from training.data import read_papers, split_papers
+from training.data import PaperData
 from training.labels import category_mapping, column
 from training.selection import choose_decoding
 from training.splits import Split, SplitKind
 from training.tracking import track_run
-from training.train import TrainResult, finish_bundle
+from training.train import (
+    TrainingRun,
+    TrainResult,
+    finish_bundle,
+    fresh_stage,
+    read_and_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,86 +85,42 @@ def finetune_model(
     base model accepts; 256 keeps most texts whole (240 sample papers under a 30k-word
     vocabulary: median 166 tokens, 90th percentile 312).
     """
-    started = time.perf_counter()
-    now = now or datetime.now(UTC)
-    show = sys.stderr.isatty() if progress is None else progress
-    version = new_version_id(now)
-    resolved = resolve_device(device)
-    seconds: dict[str, float] = {}
-
-    data = read_papers(papers, max_samples=max_samples, show=show)
-    seconds["read"] = time.perf_counter() - started
-    parts = split_papers(
-        data, split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
-    )
+    run = TrainingRun.start(now, progress)
+    settings = _Settings(
+        base_model, seed=seed, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, patience=patience, max_length=max_length,
+        device=resolve_device(device), show=run.show,
+    )  # fmt: skip
+    data, parts = read_and_split(
+        papers, run, split=split, seed=seed, max_samples=max_samples,
+        val_fraction=val_fraction, test_fraction=test_fraction,
+    )  # fmt: skip
     texts = [p.text for p in data.papers]
-    y = column(data.labels, "category")
-
-    t0 = time.perf_counter()
-    model, tokenizer, record = _fine_tune(
-        texts,
-        y,
-        parts,
-        base_model=base_model,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        patience=patience,
-        max_length=max_length,
-        device=resolved,
-        show=show,
-    )
-    seconds["fit"] = time.perf_counter() - t0
-    classes: list[str] = record.pop("classes")
-
-    stage = staging_dir(models_dir, version)
-    if stage.exists():
-        shutil.rmtree(stage)
+    with run.timed("fit"):
+        tuned = _fine_tune(texts, column(data.labels, "category"), parts, settings)
+    stage = fresh_stage(models_dir, run.version)
     stage.mkdir(parents=True)
-    length = record["max_length"]
-    save_finetuned(
-        stage, "category", model, tokenizer, classes, max_length=length, base_model=base_model
+    p_val, decoding, decoding_scores = _write_encoder_bundle(
+        stage, run, tuned, settings, data, parts
     )
-    # the model in memory, through the serving code, decides the decoding on validation
-    trained = FinetunedEncoderHead(
-        model, tokenizer, classes, max_length=length, device=resolved, batch_size=batch_size * 2
-    )
-    val_texts = [texts[i] for i in parts.val]
-    p_val = trained.predict_texts(val_texts)
-    decoding, decoding_scores = choose_decoding(p_val, classes, [data.labels[i] for i in parts.val])
-    summary = summarize(data, parts, seconds) | {"device": resolved, "fine_tuning": record}
-    _write_config(stage, version, now, base_model, classes, decoding, summary)
-
-    classifier = PaperClassifier.load(stage, device=resolved, batch_size=batch_size * 2)
-    metrics = score_splits(
-        stage, classifier, data.labels, parts, lambda rows: [texts[i] for i in rows]
-    )
-    reload_diff = _reload_difference(classifier, val_texts[:64], p_val[:64])
+    metrics, reload_diff = _score(stage, settings, texts, data, parts, p_val)
     metrics["selection"] = {
         "category_head": "finetune",
         "base_model": base_model,
-        **record,
+        **tuned.record,
         "reload_max_abs_diff": reload_diff,
         "decoding": decoding,
         "decoding_val": decoding_scores,
     }
-    seconds["total"] = time.perf_counter() - started
-    seen = record["epochs_run"] * record["train_rows"]
-    metrics["timing"] = {f"{k}_s": round(v, 2) for k, v in seconds.items()} | {
+    seen = tuned.record["epochs_run"] * tuned.record["train_rows"]
+    metrics["timing"] = run.timing() | {
         # over the whole fit: model loading, evaluations and checkpoints included
-        "train_texts_per_s": round(seen / seconds["fit"], 1),
+        "train_texts_per_s": round(seen / run.seconds["fit"], 1),
     }
-    result = finish_bundle(stage, models_dir, version, metrics, data, parts)
-    message = (
-        f"{version}: {len(data.papers)} papers in {seconds['total']:.0f}s (fine-tune "
-        f"{seconds['fit']:.0f}s, {record['epochs_run']} epochs, "
-        f"{metrics['timing']['train_texts_per_s']} texts/s on {resolved}); test domain acc "
-        f"{metrics['test']['domain']['accuracy']:.3f}, category acc "
-        f"{metrics['test']['category']['accuracy']:.3f}"
-    )
+    result = finish_bundle(stage, models_dir, run.version, metrics, data, parts)
+    message = _summary_line(run, metrics, len(data.papers), tuned.record, settings.device)
     log.info("fine-tuned %s", message)
-    if show:
+    if run.show:
         print(message, file=sys.stderr)
     params = {
         "head": "finetune",
@@ -168,30 +128,46 @@ def finetune_model(
         "epochs": epochs,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
-        "max_length": length,
-        "device": resolved,
+        "max_length": tuned.max_length,
+        "device": settings.device,
     }
-    track_run(run_params(version, data, parts) | params, metrics, result.path)
+    track_run(run_params(run.version, data, parts) | params, metrics, result.path)
     return result
 
 
-def _fine_tune(
-    texts: list[str],
-    y: list[str],
-    parts: Split,
-    *,
-    base_model: str,
-    seed: int,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    patience: int,
-    max_length: int,
-    device: str,
-    show: bool,
-) -> tuple[Any, Any, dict[str, Any]]:
-    """Train with the Hugging Face Trainer: (best model, tokenizer, record of the run, whose
-    ``classes`` are the model's outputs in order).
+@dataclass(frozen=True)
+class _Settings:
+    """How to fine-tune: finetune_model's arguments, ``device`` resolved."""
+
+    base_model: str
+    seed: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int
+    max_length: int
+    """Tokens per text asked for (capped by what the base model accepts)."""
+    device: str
+    show: bool
+
+
+@dataclass(frozen=True)
+class _Tuned:
+    """A fine-tuned model and what the bundle needs to say about it."""
+
+    model: Any
+    tokenizer: Any
+    classes: list[str]
+    """The model's outputs in order: the categories of the training rows."""
+    max_length: int
+    """Tokens per text actually used."""
+    record: dict[str, Any]
+    """Of the run: epochs, validation losses, rows, settings (metrics.json ``selection``)."""
+
+
+# --- fine-tuning ------------------------------------------------------------------------------
+def _fine_tune(texts: list[str], y: list[str], parts: Split, settings: _Settings) -> _Tuned:
+    """Train with the Hugging Face Trainer; the model has the best epoch's weights.
 
     The classes are the categories of the training rows; validation rows of other
     categories cannot be scored by a loss, so they are left out of early stopping (they
@@ -199,21 +175,42 @@ def _fine_tune(
     """
     if importlib.util.find_spec("accelerate") is None:  # the Trainer needs it, serving does not
         raise ConfigError("fine-tuning needs accelerate: pip install 'arxiv-stream[finetune]'")
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        PrinterCallback,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
-
     classes = sorted({y[i] for i in parts.train})
     if len(classes) < 2:
         raise ValueError(f"fine-tuning needs at least 2 categories in training, got {classes}")
     index = {c: i for i, c in enumerate(classes)}
+    model, tokenizer = _load_base(settings.base_model, classes, settings.seed)
+    positions = getattr(model.config, "max_position_embeddings", settings.max_length)
+    max_length = min(settings.max_length, int(tokenizer.model_max_length), int(positions))
+    train_rows = _encode(tokenizer, texts, y, index, parts.train, max_length)
+    val_rows = _encode(tokenizer, texts, y, index, parts.val, max_length)
+    if not val_rows:
+        raise ValueError("no validation paper has a category seen in training")
+    trainer = _train(model, tokenizer, train_rows, val_rows, settings)
+    evals = [e for e in trainer.state.log_history if "eval_loss" in e]
+    for entry in evals:
+        log.info("epoch %.0f: validation loss %.4f", entry["epoch"], entry["eval_loss"])
+    best = min(evals, key=lambda e: e["eval_loss"])
+    record = {
+        "epochs": settings.epochs,
+        "epochs_run": round(trainer.state.epoch or 0),
+        "best_epoch": round(best["epoch"]),
+        "val_loss": [round(e["eval_loss"], 4) for e in evals],
+        "train_rows": len(train_rows),
+        "val_rows_for_loss": len(val_rows),
+        "max_length": max_length,
+        "batch_size": settings.batch_size,
+        "learning_rate": settings.learning_rate,
+        "patience": settings.patience,
+        "fp16": settings.device.startswith("cuda"),
+    }
+    return _Tuned(trainer.model, tokenizer, classes, max_length, record)
+
+
+def _load_base(base_model: str, classes: list[str], seed: int) -> tuple[Any, Any]:
+    """(model with a new classification layer over ``classes``, tokenizer) of ``base_model``."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+
     set_seed(seed)  # the new classification layer is initialised from this
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -221,7 +218,7 @@ def _fine_tune(
             base_model,
             num_labels=len(classes),
             id2label=dict(enumerate(classes)),
-            label2id=index,
+            label2id={c: i for i, c in enumerate(classes)},
             ignore_mismatched_sizes=True,  # a base that is itself a classifier: new last layer
         )
     except OSError as exc:
@@ -229,76 +226,156 @@ def _fine_tune(
             f"cannot load base model {base_model!r}: {exc}. Give a local directory, or a hub "
             "name on a machine that can reach the hub"
         ) from exc
-    positions = getattr(model.config, "max_position_embeddings", max_length)
-    max_length = min(max_length, int(tokenizer.model_max_length), int(positions))
+    return model, tokenizer
 
-    def rows(indices: list[int]) -> list[dict[str, Any]]:
-        keep = [i for i in indices if y[i] in index]
-        encoded = tokenizer([texts[i] for i in keep], truncation=True, max_length=max_length)
-        return [
-            {**{k: v[j] for k, v in encoded.items()}, "labels": index[y[i]]}
-            for j, i in enumerate(keep)
-        ]
 
-    train_rows, val_rows = rows(parts.train), rows(parts.val)
-    if not val_rows:
-        raise ValueError("no validation paper has a category seen in training")
-    cuda = device.startswith("cuda")
+def _encode(
+    tokenizer: Any,
+    texts: list[str],
+    y: list[str],
+    index: dict[str, int],
+    rows: list[int],
+    max_length: int,
+) -> list[dict[str, Any]]:
+    """The Trainer's examples (token ids + ``labels``) of ``rows`` whose class is in ``index``."""
+    keep = [i for i in rows if y[i] in index]
+    encoded = tokenizer([texts[i] for i in keep], truncation=True, max_length=max_length)
+    return [
+        {**{k: v[j] for k, v in encoded.items()}, "labels": index[y[i]]} for j, i in enumerate(keep)
+    ]
+
+
+def _train(
+    model: Any,
+    tokenizer: Any,
+    train_rows: list[dict[str, Any]],
+    val_rows: list[dict[str, Any]],
+    settings: _Settings,
+) -> Any:
+    """Run the Trainer, checkpoints in a temporary directory (deleted afterwards: they hold
+    pickles); returns it, its ``model`` holding the best epoch's weights."""
+    from transformers import (
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        PrinterCallback,
+        Trainer,
+    )
+
     with tempfile.TemporaryDirectory(prefix="arxiv-stream-finetune-") as scratch:
-        args = TrainingArguments(
-            output_dir=scratch,
-            num_train_epochs=epochs,
-            per_device_train_batch_size=batch_size,
-            per_device_eval_batch_size=batch_size * 2,
-            learning_rate=learning_rate,
-            weight_decay=0.01,
-            warmup_steps=0.06,  # a float below 1 is a share of all steps
-            eval_strategy="epoch",
-            save_strategy="epoch",  # load_best_model_at_end reloads the best checkpoint
-            save_only_model=True,  # no optimizer state: we never resume
-            save_total_limit=1,  # the Trainer also keeps the best one
-            load_best_model_at_end=True,
-            metric_for_best_model="eval_loss",
-            greater_is_better=False,
-            prediction_loss_only=True,
-            logging_strategy="epoch",
-            fp16=cuda,
-            use_cpu=device == "cpu",
-            dataloader_pin_memory=cuda,
-            report_to=[],
-            seed=seed,
-            data_seed=seed,
-            disable_tqdm=not show,
-        )
         trainer = Trainer(
             model=model,
-            args=args,
+            args=_arguments(scratch, settings),
             train_dataset=train_rows,
             eval_dataset=val_rows,
             data_collator=DataCollatorWithPadding(tokenizer),
-            callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=settings.patience)],
         )
-        trainer.remove_callback(PrinterCallback)  # it prints each log dict; we log below
+        trainer.remove_callback(PrinterCallback)  # it prints each log dict; we log instead
         trainer.train()
-    evals = [e for e in trainer.state.log_history if "eval_loss" in e]
-    for entry in evals:
-        log.info("epoch %.0f: validation loss %.4f", entry["epoch"], entry["eval_loss"])
-    best = min(evals, key=lambda e: e["eval_loss"])
-    record = {
-        "classes": classes,
-        "epochs": epochs,
-        "epochs_run": round(trainer.state.epoch or 0),
-        "best_epoch": round(best["epoch"]),
-        "val_loss": [round(e["eval_loss"], 4) for e in evals],
-        "train_rows": len(train_rows),
-        "val_rows_for_loss": len(val_rows),
-        "max_length": max_length,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "patience": patience,
-        "fp16": cuda,
-    }
-    return trainer.model, tokenizer, record
+    return trainer
+
+
+def _arguments(scratch: str, settings: _Settings) -> Any:
+    """The Trainer's arguments: evaluate and checkpoint every epoch, keep the best one."""
+    from transformers import TrainingArguments
+
+    cuda = settings.device.startswith("cuda")
+    return TrainingArguments(
+        output_dir=scratch,
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size * 2,
+        learning_rate=settings.learning_rate,
+        weight_decay=0.01,
+        warmup_steps=0.06,  # a float below 1 is a share of all steps
+        eval_strategy="epoch",
+        save_strategy="epoch",  # load_best_model_at_end reloads the best checkpoint
+        save_only_model=True,  # no optimizer state: we never resume
+        save_total_limit=1,  # the Trainer also keeps the best one
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        prediction_loss_only=True,
+        logging_strategy="epoch",
+        fp16=cuda,
+        use_cpu=settings.device == "cpu",
+        dataloader_pin_memory=cuda,
+        report_to=[],
+        seed=settings.seed,
+        data_seed=settings.seed,
+        disable_tqdm=not settings.show,
+    )
+
+
+# --- the bundle -------------------------------------------------------------------------------
+def _write_encoder_bundle(
+    stage: Path,
+    run: TrainingRun,
+    tuned: _Tuned,
+    settings: _Settings,
+    data: PaperData,
+    parts: Split,
+) -> tuple[np.ndarray, dict[str, Any], dict[str, dict[str, float]]]:
+    """Save the model and config.json into ``stage``, the decoding chosen on validation with
+    the model in memory through the serving code: (validation probabilities, decoding, its
+    validation scores)."""
+    model, tokenizer, classes = tuned.model, tuned.tokenizer, tuned.classes
+    length, device = tuned.max_length, settings.device
+    save_finetuned(
+        stage,
+        "category",
+        model,
+        tokenizer,
+        classes,
+        max_length=length,
+        base_model=settings.base_model,
+    )
+    # after saving: the head moves the model to the device (fp16 on CUDA)
+    trained = FinetunedEncoderHead(
+        model,
+        tokenizer,
+        classes,
+        max_length=length,
+        device=device,
+        batch_size=settings.batch_size * 2,
+    )
+    p_val = trained.predict_texts([data.papers[i].text for i in parts.val])
+    decoding, decoding_scores = choose_decoding(p_val, classes, [data.labels[i] for i in parts.val])
+    summary = summarize(data, parts, run.seconds) | {"device": device, "fine_tuning": tuned.record}
+    _write_config(stage, run.version, run.now, settings.base_model, classes, decoding, summary)
+    return p_val, decoding, decoding_scores
+
+
+def _score(
+    stage: Path,
+    settings: _Settings,
+    texts: list[str],
+    data: PaperData,
+    parts: Split,
+    p_val: np.ndarray,
+) -> tuple[dict[str, Any], float]:
+    """(val and test metrics of the bundle reloaded from ``stage``, the largest difference of
+    its validation probabilities from ``p_val``, the trained model's)."""
+    classifier = PaperClassifier.load(
+        stage, device=settings.device, batch_size=settings.batch_size * 2
+    )
+    metrics = score_splits(
+        stage, classifier, data.labels, parts, lambda rows: [texts[i] for i in rows]
+    )
+    val_texts = [texts[i] for i in parts.val[:64]]
+    return metrics, _reload_difference(classifier, val_texts, p_val[:64])
+
+
+def _summary_line(
+    run: TrainingRun, metrics: dict[str, Any], n: int, record: dict[str, Any], device: str
+) -> str:
+    return (
+        f"{run.version}: {n} papers in {run.seconds['total']:.0f}s (fine-tune "
+        f"{run.seconds['fit']:.0f}s, {record['epochs_run']} epochs, "
+        f"{metrics['timing']['train_texts_per_s']} texts/s on {device}); test domain acc "
+        f"{metrics['test']['domain']['accuracy']:.3f}, category acc "
+        f"{metrics['test']['category']['accuracy']:.3f}"
+    )
 
 
 def _write_config(
@@ -334,7 +411,10 @@ def _reload_difference(
     """
     if not texts:
         return 0.0
-    diff = float(np.abs(classifier.heads["category"].predict_texts(texts) - expected).max())
+    encoder = classifier.heads["category"]
+    if not isinstance(encoder, FinetunedEncoderHead):
+        raise ModelFormatError(f"the written bundle's category head is a {encoder.kind!r} head")
+    diff = float(np.abs(encoder.predict_texts(texts) - expected).max())
     if diff > RELOAD_TOLERANCE:
         raise ModelFormatError(
             f"the written bundle predicts differently from the trained model (max {diff:.2e})"

@@ -19,18 +19,29 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.progress import Bar, progress_bar
 from models.heads import (
     FitSettings,
     KNNBlendHead,
     LogRegHead,
     MLPHead,
     MultiLabelHead,
+    SingleLabelHead,
     SoftmaxHead,
+    StoredHead,
     TfidfHead,
     align_columns,
     fuse_log_linear,
 )
 from models.predict import DecodeMode, decode
+from training.evaluate import (
+    TOP,
+    accuracy,
+    argmax_accuracy,
+    precision_at_1,
+    top_k_micro_recall,
+    top_labels,
+)
 from training.labels import PaperLabels, category_mapping, column
 from training.splits import Split
 
@@ -54,7 +65,7 @@ BLEND_TAU = 0.05
 
 
 # --- fitting ----------------------------------------------------------------------------------
-def _fit_heads(
+def fit_heads(
     X: np.ndarray,
     labels: list[PaperLabels],
     parts: Split,
@@ -64,7 +75,7 @@ def _fit_heads(
     show: bool,
     texts: Sequence[str] | None = None,
     tuned: FitSettings | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, StoredHead], dict[str, Any]]:
     """Fit category (chosen on validation), domain, multi-label and (with ``texts``) text heads.
 
     ``tuned``: settings found by ``training.tuning``: a SoftmaxHead with them is then the only
@@ -72,69 +83,37 @@ def _fit_heads(
     Returns ({"category", "domain", "categories"[, "text"]} -> fitted head, selection record).
     """
     tr, va = parts.train, parts.val
+    truth = [labels[i] for i in va]
     large = len(tr) > SCALE_ROWS
     candidates = _candidates(head, seed, large=large, tuned=tuned)
-    bar = _steps(len(candidates) + 2 + (texts is not None and large), show)
-    y_cat = column(labels, "category")
-    tried: dict[str, float] = {}
-    best: tuple[float, str, Any] | None = None
-    for name, model in candidates:
-        bar.set_postfix_str(name)
-        acc = _fit_and_score(model, X, y_cat, tr, va)
-        tried[name] = round(acc, 4)
-        log.info("candidate %s: validation category accuracy %.4f", name, acc)
-        if best is None or acc > best[0]:
-            best = (acc, name, model)
-        bar.update()
-    assert best is not None
-    _, chosen, category = best
-    blend_val: dict[str, float] = {}
-    if head in ("auto", "logreg-knn") and not large and tuned is None:
-        bar.set_postfix_str("knn blend")
-        chosen, category, blend_val = _choose_blend(
-            X, labels, parts, candidates, tried, (chosen, category), forced=head == "logreg-knn"
-        )
+    steps = len(candidates) + 2 + (texts is not None and large)
+    bar = progress_bar(steps, desc="fit", unit="head", enabled=show)
+    blend = head in ("auto", "logreg-knn") and not large and tuned is None
+    chosen, category, tried, blend_val = _choose_category(
+        X, labels, parts, candidates, bar, blend=blend, forced_blend=head == "logreg-knn"
+    )
     p_val = category.predict_proba(X[va])
-    heads: dict[str, Any] = {"category": category}
+    heads: dict[str, StoredHead] = {"category": category}
     text_record: dict[str, Any] = {"text_weight": 0.0}
     if texts is not None and large:  # at 4k papers it lost on validation (docs/quality.md)
         bar.set_postfix_str("text (tf-idf)")
-        text_head = TfidfHead(fit_settings=FitSettings(weight_decay=1e-6, max_epochs=6, seed=seed))
-        text_head.fit(
-            [texts[i] for i in tr], [y_cat[i] for i in tr],
-            texts_val=[texts[i] for i in va], y_val=[y_cat[i] for i in va],
-        )  # fmt: skip
-        p_text = align_columns(
-            text_head.predict_proba_texts([texts[i] for i in va]),
-            text_head.classes,
-            list(category.classes),
-        )
-        weight, scores = choose_text_weight(
-            p_val, p_text, category.classes, [labels[i] for i in va]
-        )
+        text_head, p_text = _fit_text_head(texts, column(labels, "category"), parts, category, seed)
+        weight, scores = choose_text_weight(p_val, p_text, category.classes, truth)
         text_record = {"text_weight": weight, "text_weight_val_score": scores}
         if weight > 0.0:
             heads["text"] = text_head
             p_val = fuse_log_linear(p_val, p_text, weight)
         bar.update()
-
     bar.set_postfix_str("domain")
     domain_head = _domain_head(category, seed)
     domain_acc = _fit_and_score(domain_head, X, column(labels, "domain"), tr, va)
     bar.update()
     bar.set_postfix_str("categories")
-    multi = MultiLabelHead(seed=seed, solver="torch" if large else "lbfgs").fit(
-        X[tr],
-        [labels[i].categories for i in tr],
-        X_val=X[va],
-        y_val=[labels[i].categories for i in va],
-    )
+    multi = _fit_multilabel(X, labels, parts, seed=seed, large=large)
     bar.update()
     bar.close()
     p_domain = (list(domain_head.classes), domain_head.predict_proba(X[va]))
-    decoding, decoding_scores = choose_decoding(
-        p_val, category.classes, [labels[i] for i in va], p_domain
-    )
+    decoding, decoding_scores = choose_decoding(p_val, category.classes, truth, p_domain)
     decoding["text_weight"] = text_record["text_weight"]
     selection = {
         "category_head": chosen,
@@ -152,7 +131,76 @@ def _fit_heads(
     return heads, selection
 
 
-def _domain_head(category: Any, seed: int) -> Any:
+def _choose_category(
+    X: np.ndarray,
+    labels: list[PaperLabels],
+    parts: Split,
+    candidates: list[tuple[str, SingleLabelHead]],
+    bar: Bar,
+    *,
+    blend: bool,
+    forced_blend: bool,
+) -> tuple[str, SingleLabelHead, dict[str, float], dict[str, float]]:
+    """Fit every candidate on train; the best validation category accuracy wins, then (with
+    ``blend``) kNN blends of the best logreg compete with it (``_choose_blend``).
+
+    Returns (name, head, {candidate: val accuracy}, {blend option: val score}).
+    """
+    y_cat = column(labels, "category")
+    tried: dict[str, float] = {}
+    best: tuple[float, str, SingleLabelHead] | None = None
+    for name, model in candidates:
+        bar.set_postfix_str(name)
+        acc = _fit_and_score(model, X, y_cat, parts.train, parts.val)
+        tried[name] = round(acc, 4)
+        log.info("candidate %s: validation category accuracy %.4f", name, acc)
+        if best is None or acc > best[0]:
+            best = (acc, name, model)
+        bar.update()
+    assert best is not None
+    _, chosen, category = best
+    if not blend:
+        return chosen, category, tried, {}
+    bar.set_postfix_str("knn blend")
+    chosen, category, blend_val = _choose_blend(
+        X, labels, parts, candidates, tried, (chosen, category), forced=forced_blend
+    )
+    return chosen, category, tried, blend_val
+
+
+def _fit_text_head(
+    texts: Sequence[str], y: list[str], parts: Split, category: SingleLabelHead, seed: int
+) -> tuple[TfidfHead, np.ndarray]:
+    """The TF-IDF head fitted on the train rows, and its validation probabilities in the
+    columns of the ``category`` head (for the fusion)."""
+    tr, va = parts.train, parts.val
+    text_head = TfidfHead(fit_settings=FitSettings(weight_decay=1e-6, max_epochs=6, seed=seed))
+    text_head.fit(
+        [texts[i] for i in tr], [y[i] for i in tr],
+        texts_val=[texts[i] for i in va], y_val=[y[i] for i in va],
+    )  # fmt: skip
+    p_text = align_columns(
+        text_head.predict_proba_texts([texts[i] for i in va]),
+        text_head.classes,
+        list(category.classes),
+    )
+    return text_head, p_text
+
+
+def _fit_multilabel(
+    X: np.ndarray, labels: list[PaperLabels], parts: Split, *, seed: int, large: bool
+) -> MultiLabelHead:
+    """The multi-label head over declared categories; thresholds tuned on validation."""
+    tr, va = parts.train, parts.val
+    return MultiLabelHead(seed=seed, solver="torch" if large else "lbfgs").fit(
+        X[tr],
+        [labels[i].categories for i in tr],
+        X_val=X[va],
+        y_val=[labels[i].categories for i in va],
+    )
+
+
+def _domain_head(category: SingleLabelHead, seed: int) -> SingleLabelHead:
     """A direct domain head of the same family as the chosen category head."""
     if isinstance(category, KNNBlendHead | LogRegHead):
         return LogRegHead(C=category.C, seed=seed)
@@ -163,8 +211,9 @@ def _domain_head(category: Any, seed: int) -> Any:
 
 def _candidates(
     head: HeadChoice, seed: int, *, large: bool, tuned: FitSettings | None = None
-) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
+) -> list[tuple[str, SingleLabelHead]]:
+    """(name, unfitted head) of the category candidates for ``head`` in this regime."""
+    out: list[tuple[str, SingleLabelHead]] = []
     if tuned is not None:
         return [("softmax tuned", SoftmaxHead(_seeded(tuned, seed)))]
     if head == "softmax" or (large and head == "auto"):
@@ -205,12 +254,12 @@ def _choose_blend(
     X: np.ndarray,
     labels: list[PaperLabels],
     parts: Split,
-    candidates: list[tuple[str, Any]],
+    candidates: list[tuple[str, SingleLabelHead]],
     tried: dict[str, float],
-    single: tuple[str, Any],
+    single: tuple[str, SingleLabelHead],
     *,
     forced: bool,
-) -> tuple[str, Any, dict[str, float]]:
+) -> tuple[str, SingleLabelHead, dict[str, float]]:
     """The best logreg candidate blended with kNN (``BLEND_GRID``), against ``single``.
 
     Every option is scored on validation by category accuracy + precision@1 + top-5 micro
@@ -222,7 +271,7 @@ def _choose_blend(
     logregs = [(name, m) for name, m in candidates if isinstance(m, LogRegHead)]
     base_name, base = max(logregs, key=lambda item: tried[item[0]])
     scores: dict[str, float] = {}
-    best: tuple[float, str, Any] | None = None
+    best: tuple[float, str, SingleLabelHead] | None = None
     if not forced:
         name, model = single
         best = (_blend_score(model.classes, model.predict_proba(X[va]), truth), name, model)
@@ -241,21 +290,20 @@ def _choose_blend(
 
 
 def _blend_score(classes: list[str], probs: np.ndarray, truth: list[PaperLabels]) -> float:
-    """Category accuracy + precision@1 + top-5 micro recall of the argmax/top-5 of ``probs``."""
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :5]
-    accuracy = hit = found = declared = 0
-    for row, labels in zip(top, truth, strict=True):
-        ranked = [classes[j] for j in row]
-        accuracy += ranked[0] == labels.category
-        hit += ranked[0] in labels.categories
-        found += len(set(ranked) & set(labels.categories))
-        declared += len(set(labels.categories))
-    n = max(len(truth), 1)
-    return accuracy / n + hit / n + found / max(declared, 1)
+    """Category accuracy + precision@1 + top-5 micro recall of the argmax/top-5 of ``probs``
+    (the metrics of training.evaluate)."""
+    top = top_labels(classes, probs, TOP)
+    best = [row[0] for row in top]
+    declared = [set(lab.categories) for lab in truth]
+    return (
+        accuracy(best, [lab.category for lab in truth])
+        + precision_at_1(best, declared)
+        + top_k_micro_recall(top, declared)
+    )
 
 
 def _fit_and_score(
-    model: Any, X: np.ndarray, y: list[str], train: list[int], val: list[int]
+    model: SingleLabelHead, X: np.ndarray, y: list[str], train: list[int], val: list[int]
 ) -> float:
     """Fit on the train rows (MLP: early stopping on the val rows); val accuracy."""
     y_tr, y_va = [y[i] for i in train], [y[i] for i in val]
@@ -263,7 +311,7 @@ def _fit_and_score(
         model.fit(X[train], y_tr, X_val=X[val], y_val=y_va)
     else:
         model.fit(X[train], y_tr)
-    return _accuracy(model.classes, model.predict_proba(X[val]), y_va)
+    return argmax_accuracy(model.classes, model.predict_proba(X[val]), y_va)
 
 
 def choose_decoding(
@@ -287,7 +335,7 @@ def choose_decoding(
         for source in sources:
             domain = p_dom if source == "head" else None
             spaces = decode(p_cat, classes, parents, mode=mode, domain=domain)
-            acc = {s: _agreement(spaces[s].predicted_labels(), truth[s]) for s in truth}
+            acc = {s: accuracy(spaces[s].predicted_labels(), truth[s]) for s in truth}
             key = f"{mode}/{source}"
             results[key] = {f"{s}_accuracy": round(v, 4) for s, v in acc.items()}
             if acc["domain"] + acc["category"] > best_value + 1e-9:
@@ -304,28 +352,3 @@ def choose_decoding(
         )
     )
     return {"mode": best_mode, "domain_source": source, "why": why}, results
-
-
-def _accuracy(classes: list[str], probs: np.ndarray, truth: list[str]) -> float:
-    return _agreement([classes[j] for j in probs.argmax(axis=1)], truth)
-
-
-def _agreement(predicted: list[str], truth: list[str]) -> float:
-    return float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-
-    def set_postfix_str(self, text: str) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def _steps(total: int, show: bool) -> Any:
-    """A tqdm bar over ``total`` fitting steps, or a silent stand-in."""
-    if not show:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="fit", unit="head")

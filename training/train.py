@@ -18,6 +18,9 @@ Choices made on validation (recorded in config.json ``decoding`` and metrics ``s
   decoding   top_down vs flat, and the domain from the category marginal vs a direct domain
              head: best validation domain accuracy + category accuracy (ties: top_down, marginal)
 The test split is touched once, at the end, for the reported numbers.
+
+Shared with training.finetune (the other trainer): ``TrainResult``, ``TrainingRun`` (version,
+progress, step timings), ``read_and_split``, ``fresh_stage`` and ``finish_bundle``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,11 +45,12 @@ from models.bundle import write_metrics
 from models.cache import EmbeddingCache, embed_with_cache
 from models.classifier import PaperClassifier
 from models.embedder import DEFAULT_EMBEDDER, Embedder
+from models.heads import StoredHead
 from models.registry import new_version_id, publish, staging_dir
-from training.bundle_writer import _write_bundle, run_params, score_splits, summarize
+from training.bundle_writer import run_params, score_splits, summarize, write_bundle
 from training.data import PaperData, read_papers, split_papers
 from training.labels import column
-from training.selection import HeadChoice, _fit_heads
+from training.selection import HeadChoice, fit_heads
 from training.splits import Split, SplitKind
 from training.tracking import track_run
 from training.tuning import tune_softmax_head
@@ -96,64 +101,37 @@ def train_model(
     validation says so. ``tune``: Optuna trials over the softmax head (training.tuning).
     ``exclude_holdout``: drop the fixed evaluation holdout (training.holdout) first.
     """
-    started = time.perf_counter()
-    now = now or datetime.now(UTC)
-    show = sys.stderr.isatty() if progress is None else progress
-    version = new_version_id(now)
-    seconds: dict[str, float] = {}
-
-    data = read_papers(papers, max_samples=max_samples, show=show, exclude_holdout=exclude_holdout)
-    seconds["read"] = time.perf_counter() - started
-    parts = split_papers(
-        data, split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
-    )
-
+    run = TrainingRun.start(now, progress)
+    data, parts = read_and_split(
+        papers, run, split=split, seed=seed, max_samples=max_samples,
+        val_fraction=val_fraction, test_fraction=test_fraction, exclude_holdout=exclude_holdout,
+    )  # fmt: skip
     embedder = embedder or Embedder(
         embedder_name, device=device, variant=variant, batch_size=batch_size
     )
-    t0 = time.perf_counter()
-    X, embedded = _embed(embedder, [p.text for p in data.papers], cache_dir, show=show)
-    seconds["embed"] = time.perf_counter() - t0
-
     texts = [p.text for p in data.papers]
-    t0 = time.perf_counter()
-    tuned, tuning = None, None
-    if tune:
-        tuned, tuning = tune_softmax_head(
-            X, column(data.labels, "category"), parts, trials=tune, seed=seed
-        )
-        seconds["tune"] = time.perf_counter() - t0
-    heads, selection = _fit_heads(
-        X, data.labels, parts, head=head, seed=seed, show=show,
-        texts=texts if text_head else None, tuned=tuned,
-    )  # fmt: skip
-    if tuning is not None:
-        selection["tuning"] = tuning
-    seconds["fit"] = time.perf_counter() - t0
-
-    stage = staging_dir(models_dir, version)
-    if stage.exists():
-        shutil.rmtree(stage)
-    summary = summarize(data, parts, seconds) | {
+    with run.timed("embed"):
+        X, embedded = _embed(embedder, texts, cache_dir, show=run.show)
+    heads, selection = _fit(
+        X, data, parts, run, head=head, seed=seed, tune=tune, texts=texts if text_head else None
+    )
+    stage = fresh_stage(models_dir, run.version)
+    summary = summarize(data, parts, run.seconds) | {
         "embedder_device": embedder.device,
         "texts_embedded": embedded,
         "holdout_excluded": exclude_holdout,
     }
-    _write_bundle(stage, version, now, embedder, heads, selection, summary)
-    classifier = PaperClassifier.load(stage, with_embedder=False)  # the serving code path
-    metrics = score_splits(
-        stage, classifier, data.labels, parts, lambda rows: (X[rows], [texts[i] for i in rows])
-    )
+    write_bundle(stage, run.version, run.now, embedder, heads, selection, summary)
+    metrics = _score(stage, X, texts, data, parts)
     metrics["selection"] = selection
-    seconds["total"] = time.perf_counter() - started
-    metrics["timing"] = {f"{k}_s": round(v, 2) for k, v in seconds.items()} | {
+    metrics["timing"] = run.timing() | {
         "texts_embedded": embedded,
-        "embed_texts_per_s": round(embedded / seconds["embed"], 1) if embedded else None,
+        "embed_texts_per_s": round(embedded / run.seconds["embed"], 1) if embedded else None,
     }
-    result = finish_bundle(stage, models_dir, version, metrics, data, parts)
-    message = _throughput_line(version, metrics, len(data.papers))
+    result = finish_bundle(stage, models_dir, run.version, metrics, data, parts)
+    message = _throughput_line(run.version, metrics, len(data.papers))
     log.info("trained %s", message)
-    if show:
+    if run.show:
         print(message, file=sys.stderr)
     params = {
         "head": head,
@@ -161,19 +139,71 @@ def train_model(
         "variant": embedder.variant,
         "embedder": embedder.model_id,
     }
-    track_run(run_params(version, data, parts) | params, metrics, result.path)
+    track_run(run_params(run.version, data, parts) | params, metrics, result.path)
     return result
 
 
-def _embed(
-    embedder: Embedder, texts: list[str], cache_dir: Path | None, *, show: bool
-) -> tuple[np.ndarray, int]:
-    """(embeddings float32 (n, dim), how many texts had to be embedded)."""
-    if cache_dir is None:
-        return embed_with_cache(embedder, texts, None, show_progress=show), len(texts)
-    with EmbeddingCache(cache_dir) as cache:
-        X = embed_with_cache(embedder, texts, cache, show_progress=show)
-        return X, cache.stats.misses
+# --- steps shared with training.finetune ------------------------------------------------------
+@dataclass
+class TrainingRun:
+    """One trainer run: its clock (``now``, which names the version), whether it shows
+    progress, and the seconds of its steps (config.json ``training.seconds``, metrics.json
+    ``timing``)."""
+
+    now: datetime
+    version: str
+    show: bool
+    started: float = field(default_factory=time.perf_counter)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, now: datetime | None, progress: bool | None) -> TrainingRun:
+        """``now`` defaults to the current time; ``progress`` to "stderr is a terminal"."""
+        now = now or datetime.now(UTC)
+        show = sys.stderr.isatty() if progress is None else progress
+        return cls(now, new_version_id(now), show)
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Record the seconds the ``with`` block takes as ``seconds[step]``."""
+        t0 = time.perf_counter()
+        yield
+        self.seconds[step] = time.perf_counter() - t0
+
+    def timing(self) -> dict[str, float]:
+        """``{"<step>_s": seconds}`` rounded, ``total_s`` (since the start) last: the run ends."""
+        self.seconds["total"] = time.perf_counter() - self.started
+        return {f"{k}_s": round(v, 2) for k, v in self.seconds.items()}
+
+
+def read_and_split(
+    papers: Iterable[Paper] | SnapshotSource,
+    run: TrainingRun,
+    *,
+    split: SplitKind,
+    seed: int,
+    max_samples: int | None,
+    val_fraction: float,
+    test_fraction: float,
+    exclude_holdout: bool = False,
+) -> tuple[PaperData, Split]:
+    """The labelled papers (timed as ``read``) and their train/val/test split."""
+    with run.timed("read"):
+        data = read_papers(
+            papers, max_samples=max_samples, show=run.show, exclude_holdout=exclude_holdout
+        )
+    parts = split_papers(
+        data, split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
+    return data, parts
+
+
+def fresh_stage(models_dir: Path, version: str) -> Path:
+    """The staging directory of ``version``, with whatever a failed run left there removed."""
+    stage = staging_dir(models_dir, version)
+    if stage.exists():
+        shutil.rmtree(stage)
+    return stage
 
 
 def finish_bundle(
@@ -198,6 +228,55 @@ def finish_bundle(
     (stage / "split.json").write_text(json.dumps(split_file))
     path = publish(models_dir, version)
     return TrainResult(version, path, metrics, test_ids=test_ids, val_ids=val_ids)
+
+
+# --- steps of train_model ---------------------------------------------------------------------
+def _embed(
+    embedder: Embedder, texts: list[str], cache_dir: Path | None, *, show: bool
+) -> tuple[np.ndarray, int]:
+    """(embeddings float32 (n, dim), how many texts had to be embedded)."""
+    if cache_dir is None:
+        return embed_with_cache(embedder, texts, None, show_progress=show), len(texts)
+    with EmbeddingCache(cache_dir) as cache:
+        X = embed_with_cache(embedder, texts, cache, show_progress=show)
+        return X, cache.stats.misses
+
+
+def _fit(
+    X: np.ndarray,
+    data: PaperData,
+    parts: Split,
+    run: TrainingRun,
+    *,
+    head: HeadChoice,
+    seed: int,
+    tune: int,
+    texts: list[str] | None,
+) -> tuple[dict[str, StoredHead], dict[str, Any]]:
+    """Tune the softmax head (``tune`` trials, timed as ``tune``), then fit the heads on train
+    and choose on validation (timed as ``fit``, tuning included): (heads, selection)."""
+    with run.timed("fit"):
+        tuned, tuning = None, None
+        if tune:
+            with run.timed("tune"):
+                y = column(data.labels, "category")
+                tuned, tuning = tune_softmax_head(X, y, parts, trials=tune, seed=seed)
+        heads, selection = fit_heads(
+            X, data.labels, parts, head=head, seed=seed, show=run.show, texts=texts, tuned=tuned
+        )
+        if tuning is not None:
+            selection["tuning"] = tuning
+    return heads, selection
+
+
+def _score(
+    stage: Path, X: np.ndarray, texts: list[str], data: PaperData, parts: Split
+) -> dict[str, Any]:
+    """val and test metrics of the bundle in ``stage``, reloaded as serving loads it."""
+    classifier = PaperClassifier.load(stage, with_embedder=False)  # the serving code path
+    return score_splits(
+        stage, classifier, data.labels, parts, lambda rows: (X[rows], [texts[i] for i in rows])
+    )
 
 
 def _throughput_line(version: str, metrics: dict[str, Any], n: int) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from models.heads import FitSettings, SoftmaxHead
+from training.evaluate import argmax_accuracy
 from training.splits import Split
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,7 @@ def tune_softmax_head(
     def objective(trial: Any) -> float:
         settings = suggest_settings(trial, seed)
         head = SoftmaxHead(settings).fit(X[tr], y_tr, X_val=X[va], y_val=y_va)
-        predicted = [head.classes[j] for j in head.predict_proba(X[va]).argmax(axis=1)]
-        accuracy = float(np.mean([p == t for p, t in zip(predicted, y_va, strict=True)]))
+        accuracy = argmax_accuracy(head.classes, head.predict_proba(X[va]), y_va)
         trial.set_user_attr("epochs_trained", head.epochs_trained)
         log.info("trial %d: %s -> validation accuracy %.4f", trial.number, trial.params, accuracy)
         tracker.log(trial.number, trial.params, accuracy)

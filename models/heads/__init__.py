@@ -10,20 +10,22 @@
 
 Shapes: X is float32 (n, d); single-label ``y`` is a list of n class names; ``predict_proba``
 returns float32 (n, len(classes)), rows summing to 1 (multi-label: independent sigmoids).
-Inputs are standardised with the training mean/std, stored with the head.
+Inputs are standardised with the training mean/std, stored with the head. What the heads
+share is typed by the protocols of models.heads.base (``Head``: kind, classes, predict_proba,
+save, load).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from core.errors import ModelFormatError
-from models.heads.common import HEAD_FORMAT, Head, read_head_config, sigmoid, softmax
+from models.heads.base import Head, SingleLabelHead, StoredHead
+from models.heads.common import HEAD_FORMAT, read_head_config, sigmoid, softmax
 from models.heads.knn import KNNBlendHead
 from models.heads.logreg import LogRegHead
-from models.heads.mlp import MLPHead, copy_state
+from models.heads.mlp import MLPHead
 from models.heads.multilabel import (
     MultiLabelHead,
     label_matrix,
@@ -32,7 +34,7 @@ from models.heads.multilabel import (
 )
 from models.heads.softmax import SoftmaxHead
 from models.heads.tfidf import TfidfHead, TfidfSettings, align_columns, fuse_log_linear
-from models.heads.torchfit import FitSettings
+from models.heads.torchfit import FitSettings, copy_state
 
 __all__ = [
     "HEAD_FORMAT",
@@ -43,7 +45,9 @@ __all__ = [
     "LogRegHead",
     "MLPHead",
     "MultiLabelHead",
+    "SingleLabelHead",
     "SoftmaxHead",
+    "StoredHead",
     "TfidfHead",
     "TfidfSettings",
     "align_columns",
@@ -59,7 +63,7 @@ __all__ = [
 ]
 
 
-HEAD_TYPES: dict[str, Any] = {
+HEAD_TYPES: dict[str, type[StoredHead]] = {
     LogRegHead.kind: LogRegHead,
     MLPHead.kind: MLPHead,
     KNNBlendHead.kind: KNNBlendHead,
@@ -69,7 +73,7 @@ HEAD_TYPES: dict[str, Any] = {
 }
 
 
-def load_head(directory: Path, name: str) -> Any:
+def load_head(directory: Path, name: str) -> StoredHead:
     """Load whichever head ``<name>.json`` declares."""
     path = directory / f"{name}.json"
     if not path.is_file():

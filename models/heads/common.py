@@ -1,12 +1,13 @@
-"""Shared pieces of the heads: the file format (``<name>.json`` + ``<name>.safetensors``),
-the input standardiser, softmax/sigmoid."""
+"""Shared pieces of the heads: the file format (``<name>.json`` + ``<name>.safetensors``:
+``write_head`` / ``read_head``), the input ``Standardizer``, label encoding, softmax/sigmoid.
+The protocols the heads satisfy are in models.heads.base."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file, save
@@ -16,21 +17,8 @@ from core.errors import ModelFormatError
 HEAD_FORMAT = "arxiv-stream.head/1"
 
 
-class Head(Protocol):
-    """A single-label head: classes, fit, predict_proba, save/load."""
-
-    kind: ClassVar[str]
-    classes: list[str]
-
-    def fit(self, X: np.ndarray, y: Sequence[str]) -> Head: ...
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
-
-    def save(self, directory: Path, name: str) -> None: ...
-
-
 # --- shared pieces ----------------------------------------------------------------------
-class _Standardizer:
+class Standardizer:
     """x -> (x - mean) / std, fitted on training rows."""
 
     def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
@@ -38,7 +26,7 @@ class _Standardizer:
         self.std = std.astype(np.float32)
 
     @classmethod
-    def fit(cls, X: np.ndarray) -> _Standardizer:
+    def fit(cls, X: np.ndarray) -> Standardizer:
         std = X.std(axis=0)
         return cls(X.mean(axis=0), np.where(std > 1e-8, std, 1.0))
 
@@ -51,14 +39,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
-    return z.astype(np.float32)
+    out: np.ndarray = z.astype(np.float32)
+    return out
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))).astype(np.float32)
+    """Element-wise logistic function, float32 (logits clipped to +-50)."""
+    out: np.ndarray = (1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))).astype(np.float32)
+    return out
 
 
-def _encode_labels(y: Sequence[str]) -> tuple[list[str], np.ndarray]:
+def encode_labels(y: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(sorted distinct labels, int64 (n,) code of each row); at least 2 labels."""
     classes = sorted(set(y))
     if len(classes) < 2:
         raise ValueError(f"a head needs at least 2 classes, got {classes}")
@@ -74,7 +66,8 @@ def known_rows(classes: Sequence[str], labels: Sequence[str]) -> tuple[list[int]
     return keep, np.array([index[labels[i]] for i in keep], dtype=np.int64)
 
 
-def _write(directory: Path, name: str, config: dict[str, Any], arrays: dict[str, Any]) -> None:
+def write_head(directory: Path, name: str, config: dict[str, Any], arrays: dict[str, Any]) -> None:
+    """``<name>.json`` (``config`` with our format tag) and ``<name>.safetensors`` (``arrays``)."""
     directory.mkdir(parents=True, exist_ok=True)
     config = {"format": HEAD_FORMAT, **config}
     (directory / f"{name}.json").write_text(json.dumps(config, indent=1, ensure_ascii=False))
@@ -95,7 +88,10 @@ def read_head_config(config_path: Path, kind: str) -> dict[str, Any]:
     return config
 
 
-def _read(directory: Path, name: str, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read_head(
+    directory: Path, name: str, kind: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(config, arrays) of the ``kind`` head saved as ``name`` in ``directory`` (``write_head``)."""
     config_path, weights_path = directory / f"{name}.json", directory / f"{name}.safetensors"
     if not config_path.is_file() or not weights_path.is_file():
         raise ModelFormatError(
@@ -105,6 +101,7 @@ def _read(directory: Path, name: str, kind: str) -> tuple[dict[str, Any], dict[s
     return config, load_file(weights_path)
 
 
-def _check_rows(name: str, rows: int, classes: list[str]) -> None:
+def check_rows(name: str, rows: int, classes: list[str]) -> None:
+    """Refuse a loaded head whose weights have ``rows`` outputs for ``len(classes)`` classes."""
     if rows != len(classes):
         raise ModelFormatError(f"head {name!r}: {rows} weight rows but {len(classes)} classes")

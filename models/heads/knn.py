@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from core.errors import ModelFormatError
-from models.heads.common import _check_rows, _read, _Standardizer, _write
+from models.heads.common import read_head, write_head
 from models.heads.logreg import LogRegHead
 
 
@@ -138,9 +138,8 @@ class KNNBlendHead:
         return out.astype(np.float32)
 
     def save(self, directory: Path, name: str) -> None:
-        if self.logreg is None or self.logreg._scale is None:
+        if self.logreg is None:
             raise RuntimeError("KNNBlendHead: nothing to save before fit")
-        scale = self.logreg._scale
         config = {
             "kind": self.kind,
             "classes": self.classes,
@@ -152,20 +151,16 @@ class KNNBlendHead:
             "max_iter": self.max_iter,
             "max_per_class": self.max_per_class,
         }
-        arrays = {
-            "coef": self.logreg.coef,
-            "intercept": self.logreg.intercept,
-            "mean": scale.mean,
-            "std": scale.std,
+        arrays = self.logreg.arrays() | {
             "memory": self.memory,
             "vote_index": self.vote_index,
             "vote_weight": self.vote_weight,
         }
-        _write(directory, name, config, arrays)
+        write_head(directory, name, config, arrays)
 
     @classmethod
     def load(cls, directory: Path, name: str) -> KNNBlendHead:
-        config, arrays = _read(directory, name, cls.kind)
+        config, arrays = read_head(directory, name, cls.kind)
         head = cls(
             C=config["C"],
             k=config["k"],
@@ -174,11 +169,7 @@ class KNNBlendHead:
             max_iter=config["max_iter"],
             max_per_class=config.get("max_per_class", 1000),
         )
-        logreg = LogRegHead(C=config["C"], max_iter=config["max_iter"])
-        logreg.classes = list(config["logreg_classes"])
-        logreg.coef, logreg.intercept = arrays["coef"], arrays["intercept"]
-        logreg._scale = _Standardizer(arrays["mean"], arrays["std"])
-        _check_rows(name, logreg.coef.shape[0], logreg.classes)
+        logreg = LogRegHead.from_saved(name, config, arrays, classes=config["logreg_classes"])
         head.logreg, head.classes = logreg, list(config["classes"])
         head.memory = arrays["memory"]
         head.vote_index, head.vote_weight = arrays["vote_index"], arrays["vote_weight"]
@@ -193,4 +184,5 @@ class KNNBlendHead:
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float32)
-    return (X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    unit: np.ndarray = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    return unit.astype(np.float32)

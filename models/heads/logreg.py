@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from models.heads.common import (
-    _check_rows,
-    _encode_labels,
-    _read,
-    _Standardizer,
-    _write,
+    Standardizer,
+    check_rows,
+    encode_labels,
+    read_head,
     softmax,
+    write_head,
 )
 
 
@@ -29,13 +29,13 @@ class LogRegHead:
         self.classes: list[str] = []
         self.coef = np.zeros((0, 0), dtype=np.float32)  # (k, d)
         self.intercept = np.zeros(0, dtype=np.float32)  # (k,)
-        self._scale: _Standardizer | None = None
+        self._scale: Standardizer | None = None
 
     def fit(self, X: np.ndarray, y: Sequence[str]) -> LogRegHead:
         from sklearn.linear_model import LogisticRegression
 
-        self.classes, codes = _encode_labels(y)
-        self._scale = _Standardizer.fit(X)
+        self.classes, codes = encode_labels(y)
+        self._scale = Standardizer.fit(X)
         model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
         model.fit(self._scale(X), codes)
         coef, intercept = model.coef_, model.intercept_
@@ -50,24 +50,47 @@ class LogRegHead:
             raise RuntimeError("LogRegHead: fit or load it first")
         return softmax(self._scale(X) @ self.coef.T + self.intercept)
 
-    def save(self, directory: Path, name: str) -> None:
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fitted weights as saved: ``coef`` (k, d), ``intercept`` (k,), ``mean``/``std``
+        (d,) of the standardiser (``from_saved`` reads them back)."""
         if self._scale is None:
             raise RuntimeError("LogRegHead: nothing to save before fit")
+        return {
+            "coef": self.coef,
+            "intercept": self.intercept,
+            "mean": self._scale.mean,
+            "std": self._scale.std,
+        }
+
+    def save(self, directory: Path, name: str) -> None:
+        arrays = self.arrays()
         config = {
             "kind": self.kind,
             "classes": self.classes,
             "C": self.C,
             "max_iter": self.max_iter,
         }
-        arrays = {"coef": self.coef, "intercept": self.intercept}
-        _write(directory, name, config, arrays | {"mean": self._scale.mean, "std": self._scale.std})
+        write_head(directory, name, config, arrays)
 
     @classmethod
     def load(cls, directory: Path, name: str) -> LogRegHead:
-        config, arrays = _read(directory, name, cls.kind)
+        config, arrays = read_head(directory, name, cls.kind)
+        return cls.from_saved(name, config, arrays, classes=config["classes"])
+
+    @classmethod
+    def from_saved(
+        cls,
+        name: str,
+        config: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        *,
+        classes: Sequence[str],
+    ) -> LogRegHead:
+        """A fitted head from a saved config (``C``, ``max_iter``), its ``arrays()`` and its
+        ``classes``; ``name`` is for errors. (The kNN blend saves its logistic part so.)"""
         head = cls(C=config["C"], max_iter=config["max_iter"])
-        head.classes = list(config["classes"])
+        head.classes = list(classes)
         head.coef, head.intercept = arrays["coef"], arrays["intercept"]
-        head._scale = _Standardizer(arrays["mean"], arrays["std"])
-        _check_rows(name, head.coef.shape[0], head.classes)
+        head._scale = Standardizer(arrays["mean"], arrays["std"])
+        check_rows(name, head.coef.shape[0], head.classes)
         return head

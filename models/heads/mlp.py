@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from models.heads.common import (
-    _check_rows,
-    _encode_labels,
-    _read,
-    _Standardizer,
-    _write,
+    Standardizer,
+    check_rows,
+    encode_labels,
     known_rows,
+    read_head,
     softmax,
+    write_head,
 )
+from models.heads.torchfit import copy_state
 
 
 # --- MLP --------------------------------------------------------------------------------------
@@ -49,7 +50,7 @@ class MLPHead:
         self.weights: dict[str, np.ndarray] = {}
         self.epochs_trained = 0  # epoch of the kept (best validation loss) weights
         self.epochs_run = 0
-        self._scale: _Standardizer | None = None
+        self._scale: Standardizer | None = None
 
     def fit(
         self,
@@ -61,9 +62,9 @@ class MLPHead:
     ) -> MLPHead:
         import torch
 
-        self.classes, codes = _encode_labels(y)
+        self.classes, codes = encode_labels(y)
         X_tr, y_tr, X_va, y_va = self._early_stopping_split(X, codes, X_val, y_val)
-        self._scale = _Standardizer.fit(X_tr)
+        self._scale = Standardizer.fit(X_tr)
         torch.manual_seed(self.seed)
         net = torch.nn.Sequential(
             torch.nn.Linear(X.shape[1], self.hidden),
@@ -79,9 +80,11 @@ class MLPHead:
         for epoch in range(self.max_epochs):
             self.epochs_run = epoch + 1
             net.train()
-            for idx in torch.randperm(len(yt), generator=gen).split(self.batch_size):
+            # torch.split / torch.autograd.backward: the typed spellings of
+            # Tensor.split / Tensor.backward (same calls underneath)
+            for idx in torch.split(torch.randperm(len(yt), generator=gen), self.batch_size):
                 opt.zero_grad()
-                torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+                torch.autograd.backward(torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]))
                 opt.step()
             net.eval()
             with torch.no_grad():
@@ -140,23 +143,16 @@ class MLPHead:
             "epochs_trained": self.epochs_trained,
         }
         arrays = self.weights | {"mean": self._scale.mean, "std": self._scale.std}
-        _write(directory, name, config, arrays)
+        write_head(directory, name, config, arrays)
 
     @classmethod
     def load(cls, directory: Path, name: str) -> MLPHead:
-        config, arrays = _read(directory, name, cls.kind)
+        config, arrays = read_head(directory, name, cls.kind)
         params = ("hidden", "dropout", "lr", "weight_decay", "batch_size", "patience", "seed")
         head = cls(**{k: config[k] for k in params})
         head.classes = list(config["classes"])
         head.epochs_trained = int(config.get("epochs_trained", 0))
         head.weights = {k: arrays[k] for k in ("w1", "b1", "w2", "b2")}
-        head._scale = _Standardizer(arrays["mean"], arrays["std"])
-        _check_rows(name, head.weights["w2"].shape[1], head.classes)
+        head._scale = Standardizer(arrays["mean"], arrays["std"])
+        check_rows(name, head.weights["w2"].shape[1], head.classes)
         return head
-
-
-def copy_state(net: Any) -> dict[str, np.ndarray]:
-    """A torch module's parameters as float32 numpy copies."""
-    return {
-        k: v.detach().cpu().numpy().astype(np.float32).copy() for k, v in net.state_dict().items()
-    }

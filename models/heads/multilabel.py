@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from models.heads.common import _check_rows, _read, _Standardizer, _write, sigmoid
+from models.heads.common import Standardizer, check_rows, read_head, sigmoid, write_head
 from models.heads.torchfit import FitSettings, fit_network
 
 
@@ -48,7 +48,7 @@ class MultiLabelHead:
         self.intercept = np.zeros(0, dtype=np.float32)  # (L,)
         self.thresholds = np.zeros(0, dtype=np.float32)  # (L,)
         self.global_threshold = default_threshold
-        self._scale: _Standardizer | None = None
+        self._scale: Standardizer | None = None
 
     def fit(
         self,
@@ -65,7 +65,7 @@ class MultiLabelHead:
         self.classes = sorted(c for c, n in counts.items() if 0 < n < len(y))
         if not self.classes:
             raise ValueError("MultiLabelHead: no label has both positive and negative rows")
-        self._scale = _Standardizer.fit(X)
+        self._scale = Standardizer.fit(X)
         Xs, Y = self._scale(X), label_matrix(y, self.classes)
         if self.solver == "torch":
             self._fit_torch(Xs, Y, X_val, y_val)
@@ -142,11 +142,11 @@ class MultiLabelHead:
             "mean": self._scale.mean,
             "std": self._scale.std,
         }
-        _write(directory, name, config, arrays)
+        write_head(directory, name, config, arrays)
 
     @classmethod
     def load(cls, directory: Path, name: str) -> MultiLabelHead:
-        config, arrays = _read(directory, name, cls.kind)
+        config, arrays = read_head(directory, name, cls.kind)
         head = cls(
             C=config["C"],
             max_iter=config["max_iter"],
@@ -158,8 +158,8 @@ class MultiLabelHead:
         head.coef, head.intercept = arrays["coef"], arrays["intercept"]
         head.thresholds = arrays["thresholds"]
         head.global_threshold = float(config.get("global_threshold", head.default_threshold))
-        head._scale = _Standardizer(arrays["mean"], arrays["std"])
-        _check_rows(name, head.coef.shape[0], head.classes)
+        head._scale = Standardizer(arrays["mean"], arrays["std"])
+        check_rows(name, head.coef.shape[0], head.classes)
         return head
 
 

@@ -13,13 +13,13 @@ from typing import ClassVar
 import numpy as np
 
 from models.heads.common import (
-    _check_rows,
-    _encode_labels,
-    _read,
-    _Standardizer,
-    _write,
+    Standardizer,
+    check_rows,
+    encode_labels,
     known_rows,
+    read_head,
     softmax,
+    write_head,
 )
 from models.heads.torchfit import FitSettings, fit_network, forward_numpy
 
@@ -34,7 +34,7 @@ class SoftmaxHead:
         self.classes: list[str] = []
         self.weights: dict[str, np.ndarray] = {}
         self.epochs_trained = 0
-        self._scale: _Standardizer | None = None
+        self._scale: Standardizer | None = None
 
     def fit(
         self,
@@ -45,8 +45,8 @@ class SoftmaxHead:
         y_val: Sequence[str] | None = None,
     ) -> SoftmaxHead:
         """Fit on (X, y); early stopping on the validation rows whose class was seen."""
-        self.classes, codes = _encode_labels(y)
-        self._scale = _Standardizer.fit(X)
+        self.classes, codes = encode_labels(y)
+        self._scale = Standardizer.fit(X)
         Xv, yv = None, None
         if X_val is not None and y_val is not None:
             keep, yv = known_rows(self.classes, y_val)
@@ -77,15 +77,15 @@ class SoftmaxHead:
             "epochs_trained": self.epochs_trained,
         }
         arrays = self.weights | {"mean": self._scale.mean, "std": self._scale.std}
-        _write(directory, name, config, arrays)
+        write_head(directory, name, config, arrays)
 
     @classmethod
     def load(cls, directory: Path, name: str) -> SoftmaxHead:
-        config, arrays = _read(directory, name, cls.kind)
+        config, arrays = read_head(directory, name, cls.kind)
         head = cls(FitSettings(**config["settings"]))
         head.classes = list(config["classes"])
         head.epochs_trained = int(config.get("epochs_trained", 0))
         head.weights = {k: arrays[k] for k in ("w1", "b1", "w2", "b2") if k in arrays}
-        head._scale = _Standardizer(arrays["mean"], arrays["std"])
-        _check_rows(name, head.weights["w2"].shape[1], head.classes)
+        head._scale = Standardizer(arrays["mean"], arrays["std"])
+        check_rows(name, head.weights["w2"].shape[1], head.classes)
         return head

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from models.heads.common import _check_rows, _encode_labels, _read, _write, softmax
+from models.heads.common import check_rows, encode_labels, read_head, softmax, write_head
 from models.heads.torchfit import FitSettings, forward_numpy
 
 
@@ -64,7 +64,7 @@ class TfidfHead:
         the caller tunes the fusion weight on validation."""
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        self.classes, codes = _encode_labels(y)
+        self.classes, codes = encode_labels(y)
         vectorizer = TfidfVectorizer(
             **self._vectorizer_options(),
             min_df=min(self.tfidf.min_df, max(1, len(texts) // 100)),
@@ -125,13 +125,13 @@ class TfidfHead:
             "w2": self.weights["w2"].astype(np.float16),
             "b2": self.weights["b2"],
         }
-        _write(directory, name, config, arrays)
+        write_head(directory, name, config, arrays)
 
     @classmethod
     def load(cls, directory: Path, name: str) -> TfidfHead:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        config, arrays = _read(directory, name, cls.kind)
+        config, arrays = read_head(directory, name, cls.kind)
         head = cls(TfidfSettings(**config["tfidf"]), FitSettings(**config["fit_settings"]))
         head.classes = list(config["classes"])
         head.epochs_trained = int(config.get("epochs_trained", 0))
@@ -144,7 +144,7 @@ class TfidfHead:
         )
         vectorizer.idf_ = head.idf
         head._vectorizer = vectorizer
-        _check_rows(name, head.weights["w2"].shape[1], head.classes)
+        check_rows(name, head.weights["w2"].shape[1], head.classes)
         return head
 
 
@@ -160,7 +160,8 @@ def align_columns(probs: np.ndarray, classes: list[str], target: list[str]) -> n
     for j, name in enumerate(target):
         if name in index:
             out[:, j] = probs[:, index[name]]
-    return out / out.sum(axis=1, keepdims=True)
+    aligned: np.ndarray = out / out.sum(axis=1, keepdims=True)
+    return aligned
 
 
 def fuse_log_linear(p_embedding: np.ndarray, p_text: np.ndarray, text_weight: float) -> np.ndarray:

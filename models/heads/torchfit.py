@@ -72,7 +72,7 @@ def fit_network(
     criterion = _criterion(loss)
     gen = np.random.default_rng(settings.seed)
     has_val = X_val is not None and targets_val is not None and len(targets_val) > 0
-    best_loss, best_state, best_epoch, stale = float("inf"), _state(net), 0, 0
+    best_loss, best_state, best_epoch, stale = float("inf"), copy_state(net), 0, 0
     for epoch in range(1, settings.max_epochs + 1):
         net.train()
         order = gen.permutation(X.shape[0])
@@ -82,12 +82,12 @@ def fit_network(
             criterion(net(_tensor(X, rows)), _targets(targets, rows, loss)).backward()
             opt.step()
         if not has_val:
-            best_state, best_epoch = _state(net), epoch
+            best_state, best_epoch = copy_state(net), epoch
             continue
         value = evaluate_loss(net, X_val, targets_val, loss)  # type: ignore[arg-type]
         log.debug("epoch %d: validation loss %.4f", epoch, value)
         if value < best_loss - 1e-4:
-            best_loss, best_state, best_epoch, stale = value, _state(net), epoch, 0
+            best_loss, best_state, best_epoch, stale = value, copy_state(net), epoch, 0
         else:
             stale += 1
             if stale >= settings.patience:
@@ -106,7 +106,7 @@ def evaluate_loss(net: Any, X: Any, targets: np.ndarray, loss: Loss, chunk: int 
         for start in range(0, X.shape[0], chunk):
             rows = np.arange(start, min(start + chunk, X.shape[0]))
             total += float(criterion(net(_tensor(X, rows)), _targets(targets, rows, loss)))
-    per = X.shape[0] * (targets.shape[1] if loss == "bce" else 1)
+    per: int = X.shape[0] * (targets.shape[1] if loss == "bce" else 1)
     return total / max(per, 1)
 
 
@@ -132,7 +132,8 @@ def _targets(targets: np.ndarray, rows: np.ndarray, loss: Loss) -> Any:
     return torch.from_numpy(targets[rows].astype(np.float32))
 
 
-def _state(net: Any) -> dict[str, np.ndarray]:
+def copy_state(net: Any) -> dict[str, np.ndarray]:
+    """A torch module's parameters as float32 numpy copies."""
     return {
         k: v.detach().cpu().numpy().astype(np.float32).copy() for k, v in net.state_dict().items()
     }
@@ -154,4 +155,5 @@ def forward_numpy(weights: dict[str, np.ndarray], X: Any) -> np.ndarray:
     h = X
     if "w1" in weights:
         h = np.maximum(np.asarray(X @ weights["w1"]) + weights["b1"], 0.0)
-    return np.asarray(h @ weights["w2"], dtype=np.float32) + weights["b2"]
+    logits: np.ndarray = np.asarray(h @ weights["w2"], dtype=np.float32) + weights["b2"]
+    return logits

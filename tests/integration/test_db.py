@@ -81,7 +81,7 @@ def relations(url: str) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_round_trip(fresh_pg_url: str) -> None:
-    assert migrate.current(fresh_pg_url) == migrate.head() == "0002_delivery"
+    assert migrate.current(fresh_pg_url) == migrate.head() == "0003_deletions"
     assert relations(fresh_pg_url) >= TABLES | {"latest_labels"}
 
     migrate.downgrade(fresh_pg_url, "base")
@@ -89,7 +89,7 @@ def test_upgrade_downgrade_upgrade_round_trip(fresh_pg_url: str) -> None:
     assert relations(fresh_pg_url) == {"alembic_version"}
 
     migrate.upgrade(fresh_pg_url)
-    assert migrate.current(fresh_pg_url) == "0002_delivery"
+    assert migrate.current(fresh_pg_url) == "0003_deletions"
     assert relations(fresh_pg_url) >= TABLES | {"latest_labels"}
 
 
@@ -316,6 +316,45 @@ async def test_latest_labels_prefers_the_promoted_model_and_never_empties(
         ("2401.00002", 1, "cs.CV", "m2"),
     ]
     assert not any(row[5] for row in shown)
+
+
+async def test_a_deleted_paper_leaves_the_view_republish_and_relabel_until_a_newer_version(
+    fresh_pg_url: str, engine_for: EngineFor
+) -> None:
+    engine = engine_for(fresh_pg_url)
+    await add_model(engine, "m1", promote=True)
+    gone, kept, never_stored = "2401.00001", "2401.00002", "2401.00009"
+    async with engine.begin() as conn:
+        await repo.upsert_papers(conn, [paper(gone), paper(kept), paper("2401.00003")], now=T0)
+        await repo.upsert_labels(conn, [label(gone, 1, "m1"), label(kept, 1, "m1")])
+        assert await repo.mark_deleted(conn, [gone, never_stored], now=T0) == 1
+        assert await repo.mark_deleted(conn, [gone], now=T0) == 0  # already deleted
+
+    async def state() -> tuple[list[str], list[str], list[str]]:
+        async with engine.connect() as conn:
+            shown = await conn.execute(text("SELECT arxiv_id FROM latest_labels ORDER BY 1"))
+            stale = await repo.papers_needing_labels(
+                conn, model_version=None, published_before=T0 + timedelta(days=1), limit=10
+            )
+            pages = [page async for page in repo.papers_for_relabel(conn, since=None, batch=10)]
+        return (
+            [row[0] for row in shown],
+            [p.arxiv_id for p in stale],
+            [p.arxiv_id for page in pages for p in page],
+        )
+
+    # labels stay as history, but the paper is out of the view, republishing and relabelling
+    assert await state() == ([kept], ["2401.00003"], [kept, "2401.00003"])
+    async with engine.connect() as conn:
+        assert len(await repo.get_labels(conn, gone)) == 1
+    # the same version again does not revive it; a newer version does
+    async with engine.begin() as conn:
+        assert await repo.upsert_papers(conn, [paper(gone)], now=T0) == []
+        assert [p.arxiv_id for p in await repo.upsert_papers(conn, [paper(gone, 2)], now=T0)] == [
+            gone
+        ]
+    # back everywhere: shown with its v1 label until v2 is labelled, and due for labelling
+    assert await state() == ([gone, kept], [gone, "2401.00003"], [gone, kept, "2401.00003"])
 
 
 async def test_deleting_a_paper_deletes_its_labels(

@@ -11,6 +11,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,13 +19,14 @@ import numpy as np
 import pytest
 from transformers import BertConfig, BertModel, BertTokenizer
 
-from cli.cmd_models import run_trainer
+from cli.cmd_models import train_options
 from cli.main import build_parser
 from core.errors import ConfigError, ModelFormatError
 from core.schemas import Paper
 from core.settings import Settings
 from core.taxonomy import archive_of, domain_of, group_of
 from ingest.snapshot import read_snapshot
+from lifecycle.train import train
 from models.bundle import read_config
 from models.classifier import PaperClassifier
 from training.evaluate import evaluate
@@ -243,7 +245,7 @@ def test_cli_routes_finetune_options(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         "training.finetune.finetune_model", lambda papers, **kw: calls.append((papers, kw))
     )
     settings = Settings(data_dir=tmp_path, device="cpu")
-    run_trainer(settings, Path("s.jsonl"), args, now=WHEN, max_samples=50)
+    train(settings, Path("s.jsonl"), replace(train_options(args), max_samples=50), now=WHEN)
     (papers, kwargs) = calls[0]
     assert papers == Path("s.jsonl")
     assert kwargs["base_model"] == "X" and kwargs["epochs"] == 2 and kwargs["max_samples"] == 50
@@ -251,4 +253,4 @@ def test_cli_routes_finetune_options(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
     plain = build_parser().parse_args(["train", "--snapshot", "s.jsonl", "--base-model", "X"])
     with pytest.raises(ConfigError, match="--head finetune"):
-        run_trainer(settings, Path("s.jsonl"), plain, now=WHEN, max_samples=None)
+        train(settings, Path("s.jsonl"), train_options(plain), now=WHEN)

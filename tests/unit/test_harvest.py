@@ -17,7 +17,7 @@ import pytest
 
 from core.errors import FeedError, FetchError, OAIError
 from core.settings import Settings
-from ingest.harvest import OAIHarvest, fetch_rss, harvest_oai
+from ingest.harvest import OAIHarvest, fetch_rss
 from ingest.http import ArxivHttpClient
 from tests.unit.fakes import FakeTime
 
@@ -134,8 +134,8 @@ async def test_a_503_between_pages_is_waited_out(
     )
     server = Server(ok(three_pages[0]), throttled, ok(three_pages[1]), ok(three_pages[2]))
     async with server.client() as client:
-        harvest = harvest_oai(client, OAI_URL, metadata_prefix="arXivRaw", from_date=FROM)
-        pages = [page async for page in harvest]
+        harvest = OAIHarvest(client, OAI_URL, metadata_prefix="arXivRaw", from_date=FROM)
+        pages = [page async for page in harvest.pages()]
     assert len(pages) == 3
     assert server.fake.sleeps == [3.0, 10.0, 3.0]
     assert (

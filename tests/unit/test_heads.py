@@ -11,9 +11,14 @@ from sklearn.linear_model import LogisticRegression
 
 from core.errors import ModelFormatError
 from models.heads import (
+    HEAD_TYPES,
+    Head,
+    KNNBlendHead,
     LogRegHead,
     MLPHead,
     MultiLabelHead,
+    SoftmaxHead,
+    TfidfHead,
     label_matrix,
     load_head,
     tune_global_threshold,
@@ -179,3 +184,13 @@ def test_load_rejects_a_head_of_another_kind(tmp_path: Path) -> None:
         load_head(tmp_path, "category")
     with pytest.raises(ModelFormatError, match="missing head config"):
         load_head(tmp_path, "nothing")
+
+
+def test_every_head_kind_is_registered_and_embedding_heads_are_heads() -> None:
+    """load_head knows every kind; the heads over embeddings satisfy the ``Head`` protocol
+    (mypy checks the signatures; this checks the members are there at run time)."""
+    embedding_heads = [LogRegHead, MLPHead, KNNBlendHead, SoftmaxHead, MultiLabelHead]
+    assert {cls.kind: cls for cls in [*embedding_heads, TfidfHead]} == HEAD_TYPES
+    for cls in embedding_heads:
+        assert isinstance(cls(), Head), cls
+    assert not isinstance(TfidfHead(), Head)  # it reads texts: predict_proba_texts

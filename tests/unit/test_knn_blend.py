@@ -12,7 +12,7 @@ import pytest
 from core.errors import ModelFormatError
 from models.heads import KNNBlendHead, LogRegHead, load_head
 from training.labels import PaperLabels, parents_of
-from training.selection import BLEND_GRID, _fit_heads
+from training.selection import BLEND_GRID, fit_heads
 from training.splits import Split
 
 PRIMARY = ["astro-ph.GA", "cs.LG", "hep-th", "math.AG"]
@@ -123,7 +123,7 @@ def test_training_chooses_the_blend_on_validation(
 
         original = train._candidates
         monkeypatch.setattr(train, "_candidates", lambda h, s, **kw: original("logreg", s, **kw))
-    heads, selection = _fit_heads(X, labels_of_sets(sets), parts, head=head, seed=0, show=False)
+    heads, selection = fit_heads(X, labels_of_sets(sets), parts, head=head, seed=0, show=False)
     if head == "logreg":
         assert type(heads["category"]) is LogRegHead and selection["blend_val_score"] == {}
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -12,25 +11,23 @@ from stream.model_holder import ModelHolder
 
 
 class Loaded:
-    def __init__(self, path: Path) -> None:
-        self.version = path.name
+    def __init__(self, version: str) -> None:
+        self.version = version
 
     def predict_texts(self, texts, *, top_k=5):  # type: ignore[no-untyped-def]
         return []
 
 
-async def test_refuses_to_start_without_a_promoted_model(tmp_path: Path) -> None:
+async def test_refuses_to_start_without_a_promoted_model() -> None:
     async def none() -> str | None:
         return None
 
-    holder = ModelHolder(
-        models_dir=tmp_path, promoted_version=none, loader=Loaded, poll_interval_s=1
-    )
+    holder = ModelHolder(promoted_version=none, loader=Loaded, poll_interval_s=1)
     with pytest.raises(ModelNotFoundError, match="arxiv-stream train"):
         await holder.start()
 
 
-async def test_swaps_after_promotion_only_when_the_poll_interval_passed(tmp_path: Path) -> None:
+async def test_swaps_after_promotion_only_when_the_poll_interval_passed() -> None:
     promoted = {"version": "m1"}
     now = {"t": 0.0}
 
@@ -38,7 +35,6 @@ async def test_swaps_after_promotion_only_when_the_poll_interval_passed(tmp_path
         return promoted["version"]
 
     holder = ModelHolder(
-        models_dir=tmp_path,
         promoted_version=lookup,
         loader=Loaded,
         poll_interval_s=10,
@@ -52,37 +48,33 @@ async def test_swaps_after_promotion_only_when_the_poll_interval_passed(tmp_path
     assert (await holder.current()).version == "m2"
 
 
-async def test_keeps_the_old_model_if_the_new_one_fails_to_load(tmp_path: Path) -> None:
+async def test_keeps_the_old_model_if_the_new_one_fails_to_load() -> None:
     promoted = {"version": "m1"}
 
     async def lookup() -> str | None:
         return promoted["version"]
 
-    def loader(path: Path) -> Loaded:
-        if path.name == "broken":
+    def loader(version: str) -> Loaded:
+        if version == "broken":
             raise OSError("weights missing")
-        return Loaded(path)
+        return Loaded(version)
 
-    holder = ModelHolder(
-        models_dir=tmp_path, promoted_version=lookup, loader=loader, poll_interval_s=0
-    )
+    holder = ModelHolder(promoted_version=lookup, loader=loader, poll_interval_s=0)
     await holder.start()
     promoted["version"] = "broken"
     assert (await holder.current()).version == "m1"
 
 
-async def test_concurrent_first_requests_load_once(tmp_path: Path) -> None:
+async def test_concurrent_first_requests_load_once() -> None:
     loads: list[str] = []
 
     async def lookup() -> str | None:
         return "m1"
 
-    def loader(path: Path) -> Loaded:
-        loads.append(path.name)
-        return Loaded(path)
+    def loader(version: str) -> Loaded:
+        loads.append(version)
+        return Loaded(version)
 
-    holder = ModelHolder(
-        models_dir=tmp_path, promoted_version=lookup, loader=loader, poll_interval_s=60
-    )
+    holder = ModelHolder(promoted_version=lookup, loader=loader, poll_interval_s=60)
     first, second = await asyncio.gather(holder.current(), holder.start())
     assert first is second and loads == ["m1"]

@@ -131,7 +131,7 @@ def test_large_regime_selection_fits_torch_heads_and_a_fused_text_head(
 ) -> None:
     monkeypatch.setattr(selection, "SCALE_ROWS", 1000)  # the sample counts as "large" here
     monkeypatch.setattr(selection, "TEXT_WEIGHTS", (0.0, 0.5, 1.0))
-    heads, record = selection._fit_heads(
+    heads, record = selection.fit_heads(
         real["X"], real["data"].labels, real["parts"], head="auto", seed=1, show=False,
         texts=real["texts"],
     )  # fmt: skip
@@ -158,7 +158,7 @@ def test_tune_searches_the_softmax_head_and_the_best_trial_is_used(real: dict) -
     assert record["trials"] == 2 and len(record["history"]) == 2
     assert record["best_val_category_accuracy"] == max(t["value"] for t in record["history"])
     assert best.hidden == record["best_params"]["hidden"] and best.seed == 3
-    heads, selection_record = selection._fit_heads(
+    heads, selection_record = selection.fit_heads(
         real["X"], real["data"].labels, real["parts"], head="auto", seed=3, show=False,
         tuned=best,
     )  # fmt: skip

@@ -1,0 +1,254 @@
+"""lifecycle/ and the OAI checkpoint harvest called in-process (no subprocess), on the real
+PostgreSQL the session starts and real papers from the sample: train -> register ->
+promote -> evaluate -> retrain -> relabel, and a per-set harvest with checkpoints and a
+deletion."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from broker.client import make_consumer
+from core.errors import ConfigError, ModelNotFoundError
+from core.schemas import Paper, decode_paper
+from core.settings import Settings
+from db import migrate, repository
+from db.engine import create_async_engine_for, run_sync
+from ingest.oai_sets import OAIRequest, checkpoint_key, harvest_sets
+from ingest.service import Ingester
+from ingest.snapshot import read_snapshot
+from lifecycle.evaluate import evaluate_version, select_for_evaluation
+from lifecycle.registry import Registry
+from lifecycle.relabel import publish_for_relabel
+from lifecycle.retrain import RetrainOptions, retrain_once
+from lifecycle.train import TrainOptions, train_and_register
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = "arxiv-sample/arxiv-metadata-sample.jsonl.gz"
+OAI_PAGE = "oai-pmh/paperhive-oai-pmh-2018/ListRecords_arXiv_2015-01-01_2015-01-03.xml"
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+LOGREG = TrainOptions(head="logreg", text_head=False)
+
+
+def _subset(src: Path, dst: Path, every: int) -> Path:
+    with gzip.open(src, "rt") as fin, gzip.open(dst, "wt") as fout:
+        for i, line in enumerate(fin):
+            if i % every == 0:
+                fout.write(line)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data directory per module: its embedding cache is shared by the tests here."""
+    return tmp_path_factory.mktemp("lifecycle-data")
+
+
+@pytest.fixture
+def registry(pg_database: Callable[[], str], cache_dir: Path) -> Registry:
+    """A fresh database each test; bundles and the embedding cache shared in the module."""
+    url = pg_database()
+    migrate.upgrade(url)
+    return Registry(Settings(data_dir=cache_dir, device="cpu"), url)
+
+
+@pytest.fixture(scope="module")
+def small(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _subset(shared_data / SAMPLE, tmp_path_factory.mktemp("snap") / "s.jsonl.gz", 15)
+
+
+def test_train_register_promote_describe(registry: Registry, small: Path) -> None:
+    settings = registry.settings
+    assert registry.promoted_version() is None
+    with pytest.raises(ModelNotFoundError, match="arxiv-stream train"):
+        registry.resolve(None)
+
+    first = train_and_register(settings, registry, small, LOGREG, now=T0)
+    assert first.promoted  # the first model is promoted so a fresh system can start
+    second = train_and_register(settings, registry, small, LOGREG, now=T0 + timedelta(hours=1))
+    assert not second.promoted
+    assert second.result.metrics["timing"]["texts_embedded"] == 0  # the cache served all
+    assert registry.resolve(None) == first.result.version
+    assert [row.version for row in registry.rows()] == [
+        second.result.version,
+        first.result.version,
+    ]
+
+    registry.promote(second.result.version, now=T0 + timedelta(hours=2))
+    assert registry.promoted_version() == second.result.version
+    described = registry.describe(None)
+    assert described["version"] == second.result.version and described["promoted"]
+    assert described["config"]["heads"]["category"]["kind"] == "logreg"
+    assert registry.trained_ids(first.result.version)  # split.json's train and val ids
+
+    with pytest.raises(ModelNotFoundError):
+        registry.promote("m20200101-000000-abcd", now=T0)  # no such bundle
+    with pytest.raises(ModelNotFoundError, match="not a model version id"):
+        registry.load("../etc")
+    with pytest.raises(ConfigError, match="--head finetune"):
+        train_and_register(settings, registry, small, TrainOptions(epochs=2), now=T0)
+
+
+def test_evaluate_then_retrain_through_the_gate(
+    registry: Registry, small: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    settings = registry.settings
+    incumbent = train_and_register(settings, registry, small, LOGREG, now=T0).result.version
+    test_part = select_for_evaluation(read_snapshot(small), only_split="test", seed=13)
+    assert 0 < len(test_part) < 60
+    metrics = evaluate_version(registry, incumbent, test_part)
+    assert metrics["model_version"] == incumbent and metrics["n"] == len(test_part)
+
+    larger = _subset(shared_data / SAMPLE, tmp_path / "l.jsonl.gz", 7)
+    options = RetrainOptions(train=LOGREG, margin=1.0, include_ingested=False)
+    decision = retrain_once(settings, registry, larger, options, now=T0 + timedelta(days=1))
+    challenger = decision["challenger"]
+    assert decision["incumbent"] == incumbent and decision["promote"]  # margin 1: never worse
+    assert decision["held_out"] > 0
+    row = registry.row(challenger)
+    assert row is not None and row.promoted and row.decision is not None
+    assert row.decision["incumbent_metrics"]["n"] == decision["held_out"]
+
+    strict = RetrainOptions(train=LOGREG, margin=-1.0, include_ingested=False)  # always worse
+    kept = retrain_once(settings, registry, larger, strict, now=T0 + timedelta(days=2))
+    assert not kept["promote"] and registry.promoted_version() == challenger
+    stored = registry.row(kept["challenger"])
+    assert stored is not None and not stored.promoted and stored.decision == kept
+
+
+def test_relabel_publishes_every_live_stored_paper(
+    registry: Registry, kafka_bootstrap: str, shared_data: Path
+) -> None:
+    papers = list(read_snapshot(shared_data / SAMPLE, max_samples=30))
+
+    async def store() -> None:
+        engine = create_async_engine_for(registry.database_url)
+        try:
+            async with engine.begin() as conn:
+                await repository.upsert_papers(conn, papers, now=T0)
+                await repository.mark_deleted(conn, [papers[0].arxiv_id], now=T0)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(store())
+    settings = registry.settings.model_copy(
+        update={"kafka_bootstrap_servers": kafka_bootstrap, "topic_papers": "relabel-usecase"}
+    )
+    sent = asyncio.run(publish_for_relabel(settings, registry.database_url, since=None))
+    assert sent == len(papers) - 1  # the deleted one stays out
+
+    async def read() -> list[str]:
+        consumer = make_consumer(settings, "relabel-usecase", group_id=None)
+        await consumer.start()
+        try:
+            batch = await consumer.getmany(timeout_ms=5000)
+        finally:
+            await consumer.stop()
+        values = [decode_paper(r.value or b"") for part in batch.values() for r in part]
+        assert all(p.source == "relabel" for p in values)
+        return [p.arxiv_id for p in values]
+
+    assert sorted(asyncio.run(read())) == sorted(p.arxiv_id for p in papers[1:])
+
+
+class RecordedOAI:
+    """Serves one recorded ListRecords page (a deletion spliced in) and logs each request."""
+
+    def __init__(self, page: bytes) -> None:
+        self.page = page
+        self.requests: list[dict[str, str]] = []
+
+    async def get(self, url: str, params: dict[str, str] | None = None) -> bytes:
+        self.requests.append(dict(params or {}))
+        return self.page
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    async def send(self, topic: str, *, key: str, value: bytes) -> None:
+        self.keys.append(key)
+
+    async def flush(self) -> None:
+        return None
+
+
+@pytest.fixture
+def oai_page(shared_data: Path) -> Iterator[bytes]:
+    real = (shared_data / OAI_PAGE).read_bytes()
+    deleted = (
+        b'<record><header status="deleted"><identifier>oai:arXiv.org:1501.00001</identifier>'
+        b"<datestamp>2015-01-03</datestamp></header></record>\n</ListRecords>"
+    )
+    yield real.replace(b"</ListRecords>", deleted)
+
+
+async def test_oai_harvest_per_set_moves_checkpoints_and_records_deletions(
+    pg_database: Callable[[], str], oai_page: bytes
+) -> None:
+    url = pg_database()
+    await asyncio.to_thread(migrate.upgrade, url)
+    engine = create_async_engine_for(url)
+    settings = Settings(oai_sets=["cs", "math"], oai_metadata_prefix="arXiv")
+    sent, server = Sent(), RecordedOAI(oai_page)
+    producer: Any = sent
+    ingester = Ingester(settings, engine=engine, producer=producer, clock=lambda: T0)
+    try:
+        stored = Paper(
+            arxiv_id="1501.00001", version=1, title="Stored", categories=["cs.DM"], source="oai"
+        )
+        await ingester.ingest([stored])
+        sent.keys.clear()
+        request = OAIRequest.from_settings(settings)
+        assert request.sets == ["cs", "math"]
+        first = await harvest_sets(ingester, server, request)
+        # no checkpoint yet: each set starts from yesterday (of the injected clock)
+        assert [(r["set"], r["from"]) for r in server.requests] == [
+            ("cs", "2026-11-30"),
+            ("math", "2026-11-30"),
+        ]
+        # the same recorded page for both sets: its papers are published once
+        assert first.seen == 2 * len(sent.keys) and first.published == len(sent.keys) == 2
+        async with engine.connect() as conn:
+            saved = {
+                s: await repository.get_checkpoint(conn, checkpoint_key("arXiv", s))
+                for s in ("cs", "math")
+            }
+            deleted = (
+                await conn.execute(
+                    text("SELECT deleted_at FROM papers WHERE arxiv_id='1501.00001'")
+                )
+            ).scalar_one()
+        # the checkpoint is the day of the list's first responseDate (recorded in 2018)
+        assert saved == {"cs": "2018-06-21", "math": "2018-06-21"}
+        assert deleted == T0 and first.deleted == 1
+
+        server.requests.clear()
+        again = await harvest_sets(
+            ingester, server, OAIRequest.from_settings(settings, set_spec="cs")
+        )
+        assert [(r["set"], r["from"]) for r in server.requests] == [("cs", "2018-06-21")]
+        assert again.published == 0 and again.deleted == 0  # nothing new; deletion recorded
+        until = OAIRequest.from_settings(
+            settings, from_date=date(2015, 1, 1), until=date(2015, 1, 3)
+        )
+        server.requests.clear()
+        await harvest_sets(ingester, server, until)
+        assert {(r["from"], r["until"]) for r in server.requests} == {("2015-01-01", "2015-01-03")}
+    finally:
+        await engine.dispose()
+
+
+def test_run_sync_is_one_transaction(pg_database: Callable[[], str]) -> None:
+    url = pg_database()
+    migrate.upgrade(url)
+    assert run_sync(url, repository.promoted_version) is None

@@ -1,0 +1,190 @@
+"""The classification agent's decisions, end to end in one process (tests/stream/harness.py):
+a real Faust agent and model holder between an in-memory broker, database and model.
+
+- a good batch: decoded, classified by one model call, stored in one transaction, one
+  message per paper on the classified topic, carrying the model version;
+- a replayed batch (at-least-once redelivery): rows overwritten, nothing sent twice;
+- undecodable, oversize and schema-invalid messages: dead letters ``decode`` with the
+  reason; the rest of the batch, and the next batches, flow on;
+- a paper PostgreSQL refuses for good: dead letter ``store``; its neighbours are stored;
+- PostgreSQL unreachable: the write is retried with backoff, nothing is dead-lettered;
+- a promotion: the next batch is labelled by the new version, no batch by two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+import pytest
+
+from core.schemas import MAX_MESSAGE_BYTES
+from tests.stream.harness import (
+    TOPIC_PAPERS,
+    FakeDatabase,
+    Registry,
+    message,
+    paper,
+    running_classifier,
+)
+
+IDS = [f"2411.{n:05d}" for n in range(1, 10)]
+
+
+async def test_a_good_batch_is_stored_once_and_published_with_the_model_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    papers = [paper(i) for i in IDS[:3]]
+    async with running_classifier(monkeypatch, batch_size=3) as run:
+        await run.put(*map(message, papers))
+        await run.batches(1)
+
+        # One model call for the batch, one transaction for its papers and labels.
+        assert run.registry.calls == [("m1", [p.text for p in papers])]
+        assert run.db.label_writes == [[(i, 1, "m1") for i in IDS[:3]]]
+        assert [p.arxiv_id for p in run.db.commits[0].papers] == IDS[:3]
+        # One message per paper, keyed by its id, carrying the model version.
+        sent = run.classified()
+        assert [(key, c.arxiv_id, c.version) for key, c in sent] == [
+            (i.encode(), i, 1) for i in IDS[:3]
+        ]
+        assert {(c.model_version, c.category.label, c.domain.label) for _, c in sent} == {
+            ("m1", "cs.LG", "Computer Science")
+        }
+        assert all(c.agrees_with_declared for _, c in sent)
+        # Delivered, then marked so stream.delivery does not send them again.
+        assert run.db.published == {(i, 1, "m1") for i in IDS[:3]}
+        assert run.dead_letters() == []
+        assert run.sleeps == []
+
+
+async def test_a_replayed_batch_is_written_again_but_not_sent_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batch = [message(paper(i)) for i in IDS[:3]]
+    async with running_classifier(monkeypatch, batch_size=3) as run:
+        await run.put(*batch)
+        await run.batches(1)
+        await run.put(*batch)  # Kafka redelivers after a crash before the offset commit
+        await run.batches(2)
+
+        assert len(run.db.label_writes) == 2  # the upsert ran again ...
+        assert sorted(run.db.labels) == [(i, 1, "m1") for i in IDS[:3]]  # ... one row per key
+        assert len(run.classified()) == 3  # each label was sent once
+        assert run.dead_letters() == []
+
+
+async def test_bad_messages_are_dead_lettered_and_the_batch_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    good = [paper(IDS[0]), paper(IDS[1])]
+    as_dict = paper("2411.99999").model_dump(mode="json", by_alias=True)
+    bad = {
+        "not-json": b"\xff\xfe this is not JSON",
+        "oversize": b'{"pad": "' + b"x" * MAX_MESSAGE_BYTES + b'"}',
+        "invalid": orjson.dumps({**as_dict, "version": 0}),  # JSON, but not a valid Paper
+        "future": orjson.dumps({**as_dict, "schema": "arxiv-stream.paper/9"}),  # unknown schema
+    }
+    batch = [
+        message(good[0]),
+        *((key, value) for key, value in bad.items()),
+        message(good[1]),
+    ]
+    async with running_classifier(monkeypatch, batch_size=len(batch)) as run:
+        await run.put(*batch)
+        await run.batches(1)
+
+        dead = {key: letter for key, letter in run.dead_letters()}
+        assert set(dead) == {key.encode() for key in bad}
+        for key, value in bad.items():
+            letter = dead[key.encode()]
+            assert (letter.reason, letter.key, letter.source_topic) == ("decode", key, TOPIC_PAPERS)
+            assert letter.payload_bytes == len(value)
+            assert letter.payload_sha256 == hashlib.sha256(value).hexdigest()
+        assert "1,000,000-byte limit" in dead[b"oversize"].error
+        assert dead[b"oversize"].payload_truncated
+        assert "version" in dead[b"invalid"].error
+        assert "arxiv-stream.paper/9" in dead[b"future"].error
+        # The good papers around them are classified, stored together and sent.
+        assert run.registry.calls == [("m1", [p.text for p in good])]
+        assert run.db.label_writes == [[(IDS[0], 1, "m1"), (IDS[1], 1, "m1")]]
+        assert [c.arxiv_id for _, c in run.classified()] == IDS[:2]
+
+        # The agent is still consuming: the next batch flows as usual.
+        after = [message(paper(i)) for i in IDS[2 : 2 + len(batch)]]
+        await run.put(*after)
+        await run.batches(2)
+        assert [c.arxiv_id for _, c in run.classified()] == IDS[: 2 + len(batch)]
+        assert len(run.dead_letters()) == len(bad)
+
+
+async def test_a_paper_the_database_refuses_is_dead_lettered_and_the_rest_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batch = [message(paper(i)) for i in IDS[:3]]
+    db = FakeDatabase(refuse={IDS[1]})
+    async with running_classifier(monkeypatch, batch_size=3, db=db) as run:
+        await run.put(*batch)
+        await run.batches(1)
+
+        # The batch's transaction failed as a whole, so it was written paper by paper.
+        assert db.label_writes == [[(IDS[0], 1, "m1")], [(IDS[2], 1, "m1")]]
+        assert sorted(db.papers) == [IDS[0], IDS[2]]
+        assert [c.arxiv_id for _, c in run.classified()] == [IDS[0], IDS[2]]
+        assert db.published == {(IDS[0], 1, "m1"), (IDS[2], 1, "m1")}
+        [(key, letter)] = run.dead_letters()
+        assert (key, letter.reason, letter.key) == (IDS[1].encode(), "store", IDS[1])
+        assert "invalid byte sequence" in letter.error
+        assert letter.payload == batch[1][1].decode()  # the original message, to replay
+        assert run.sleeps == []  # a refusal is not an outage: no retry
+
+
+async def test_an_unreachable_database_is_retried_not_dead_lettered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batch = [message(paper(i)) for i in IDS[:3]]
+    db = FakeDatabase(outages=3)
+    async with running_classifier(monkeypatch, batch_size=3, db=db) as run:
+        await run.put(*batch)
+        await run.batches(1)
+
+        assert run.sleeps == [1.0, 2.0, 4.0]  # backoff while the server is away
+        assert db.begins == 3 + 2  # three failed attempts, the write, the published mark
+        assert db.label_writes == [[(i, 1, "m1") for i in IDS[:3]]]  # still one write
+        assert [c.arxiv_id for _, c in run.classified()] == IDS[:3]
+        assert run.dead_letters() == []
+
+
+async def test_a_promotion_is_picked_up_between_batches_never_within_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def promote_m2_during_the_first_batch(registry: Registry) -> None:
+        registry.promoted = "m2"
+
+    registry = Registry(promoted="m1", during_predict=promote_m2_during_the_first_batch)
+    first, second, third = IDS[0:3], IDS[3:6], IDS[6:9]
+    async with running_classifier(monkeypatch, batch_size=3, registry=registry) as run:
+        await run.put(*(message(paper(i)) for i in first + second))  # two batches queued
+        await run.batches(2)
+        registry.during_predict = None
+        registry.promoted = "m3"  # promoted while the agent waits for a batch
+        await run.put(*(message(paper(i)) for i in third))
+        await run.batches(3)
+
+        # Each batch is classified by one model: the one current when the batch began.
+        assert [(version, len(texts)) for version, texts in registry.calls] == [
+            ("m1", 3),
+            ("m2", 3),
+            ("m3", 3),
+        ]
+        assert run.db.label_writes == [
+            [(i, 1, "m1") for i in first],
+            [(i, 1, "m2") for i in second],
+            [(i, 1, "m3") for i in third],
+        ]
+        versions = {c.arxiv_id: c.model_version for _, c in run.classified()}
+        assert versions == {
+            **dict.fromkeys(first, "m1"),
+            **dict.fromkeys(second, "m2"),
+            **dict.fromkeys(third, "m3"),
+        }
