@@ -36,14 +36,14 @@ def cli(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.Com
 
 
 def start_cli(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
-    handle = log.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args],
-        env=env,
-        cwd=REPO,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *args],
+            env=env,
+            cwd=REPO,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def stop(process: subprocess.Popen[bytes], grace_s: float = 20) -> None:

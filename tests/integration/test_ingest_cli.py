@@ -45,6 +45,7 @@ def arxiv_server(shared_data: Path) -> Iterator[tuple[str, list[str]]]:
         yield f"http://127.0.0.1:{server.server_address[1]}", requests
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def test_ingest_oai_and_rss_over_http(
