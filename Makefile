@@ -12,7 +12,7 @@ CORPUS ?= $(SHARED)/arxiv-corpus
 TORCH  ?= torch==2.13.0
 export HF_HUB_OFFLINE = 1
 
-.PHONY: help venv up test test-fast lint typecheck bench train-corpus quality-curve clean
+.PHONY: help venv browser up test test-fast lint typecheck bench train-corpus quality-curve clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,8 +29,13 @@ venv: $(BIN)/arxiv-stream  ## create .venv with everything installed
 up: venv  ## run the whole pipeline on embedded defaults, replaying the real RSS feed
 	$(BIN)/arxiv-stream up --snapshot "$(SNAPSHOT)" --replay "$(REPLAY)"
 
-test: venv  ## install and run the whole test suite (real Tansu + real PostgreSQL)
+test: venv browser  ## install and run the whole test suite (real Tansu + real PostgreSQL + chromium)
 	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/pytest -q -ra
+
+browser:  ## Debian's chromium and its driver, for the page's test (skipped when present)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null || \
+	  echo "could not install chromium: the page's browser test will fail (apt-get install chromium chromium-driver)"
 
 test-fast: venv  ## unit tests only
 	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/pytest -q -m "not integration and not slow"
@@ -38,7 +43,7 @@ test-fast: venv  ## unit tests only
 lint: venv  ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core ingest broker db models training lifecycle stream cli bench
+	$(BIN)/mypy core ingest broker db models training lifecycle stream api cli bench
 
 bench: venv  ## embedder variant vs fp32, then pipeline throughput (see bench/README.md)
 	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.embedder

@@ -1,4 +1,5 @@
-"""``arxiv-stream worker`` and ``arxiv-stream tail`` (the subscriber is broker/tail.py)."""
+"""``arxiv-stream worker``, ``serve`` (the HTTP API and page) and ``tail`` (the subscriber
+is broker/tail.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import asyncio
 from broker.tail import tail_topic
 from cli.services import running_kafka, services
 from core.settings import Settings
+from db import migrate
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser("worker", help="run one classification worker (Faust agent)")
     worker.set_defaults(handler=_worker)
+
+    serve = sub.add_parser("serve", help="the HTTP API, the web page and /metrics")
+    serve.add_argument("--host", default=None, help="default: API_HOST (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="default: API_PORT (8000)")
+    serve.set_defaults(handler=_serve)
 
     tail = sub.add_parser("tail", help="print messages from classified-papers")
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest message")
@@ -37,6 +44,17 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
             settings.model_copy(update={"kafka_bootstrap_servers": found.kafka_bootstrap}),
             found.database_url,
         )
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from api.server import run_api  # FastAPI and torch load only for this command
+
+    chosen = {"api_host": args.host, "api_port": args.port}
+    live = settings.model_copy(update={k: v for k, v in chosen.items() if v is not None})
+    with services(live, need_kafka=False) as found:
+        migrate.upgrade(found.database_url)
+        run_api(live, found.database_url)
     return 0
 
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from api.server import page_url
 from broker.client import ensure_topics
 from cli.argtypes import positive_int
 from cli.services import services, write_running_state
@@ -52,6 +53,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     up.add_argument(
         "--workers", type=positive_int, default=1, help="classification worker processes"
     )
+    up.add_argument("--no-api", action="store_true", help="do not start the HTTP API and page")
     up.set_defaults(handler=_up)
 
 
@@ -65,6 +67,8 @@ class Child:
     done: bool = False
     """A child that exited 0 on purpose is not restarted."""
     started_at: float = field(default=0.0)
+    env: dict[str, str] = field(default_factory=dict)
+    """Set for this child only, over the shared environment."""
 
 
 def replay_source(path: Path) -> str:
@@ -82,18 +86,29 @@ def replay_source(path: Path) -> str:
 
 def child_commands(args: argparse.Namespace, settings: Settings) -> list[Child]:
     base = [sys.executable, "-m", "cli.main"]
-    children = [Child(f"worker-{i + 1}", [*base, "worker"]) for i in range(args.workers)]
+    children = [
+        Child(f"worker-{i + 1}", [*base, "worker"], env=worker_env(settings, i, args.workers))
+        for i in range(args.workers)
+    ]
     if args.replay is not None:
         source = replay_source(args.replay)
         ingest = [*base, "ingest", source, "--file", str(args.replay.resolve()), "--loop"]
     else:
         ingest = [*base, "ingest", args.source or settings.ingest_source, "--loop"]
     children.append(Child("ingester", ingest))
+    if not args.no_api:
+        children.append(Child("api", [*base, "serve"]))
     return children
 
 
+def worker_env(settings: Settings, index: int, workers: int) -> dict[str, str]:
+    """Worker ``index`` of ``workers``: its own metrics port (WORKER_METRICS_PORT + index)."""
+    port = settings.worker_metrics_port
+    return {"ARXIV_STREAM_WORKER_METRICS_PORT": str(port + index if port > 0 else 0)}
+
+
 def _start(child: Child, env: dict[str, str]) -> None:
-    child.process = subprocess.Popen(child.argv, env=env)
+    child.process = subprocess.Popen(child.argv, env={**env, **child.env})
     child.started_at = time.monotonic()
     log.info("started %s (pid %d)", child.name, child.process.pid)
 
@@ -191,7 +206,10 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
                 ARXIV_STREAM_KAFKA_BOOTSTRAP_SERVERS=found.kafka_bootstrap or "",
                 ARXIV_STREAM_DATA_DIR=str(settings.data_dir),
             )
-            supervise(child_commands(args, settings), env, found.database_url)
+            children = child_commands(args, settings)
+            if not args.no_api:
+                print(f"arxiv-stream page and API: {page_url(settings)}", flush=True)
+            supervise(children, env, found.database_url)
         finally:
             state_file.unlink(missing_ok=True)
     log.info("stopped")

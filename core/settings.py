@@ -107,6 +107,23 @@ class Settings(BaseSettings):
     resend_after_s: float = 60.0
     """A label unpublished this long after it was written is sent again (stream.delivery)."""
     worker_web_port: int = 6066
+    metrics_host: str = "127.0.0.1"
+    """Where the worker's and the ingester's metrics listen (0.0.0.0 in containers)."""
+    worker_metrics_port: int = 9101
+    """Prometheus metrics of a worker on loopback (``up --workers N``: this, +1, ...); 0 = off."""
+    ingester_metrics_port: int = 9100
+    """Prometheus metrics of the ingester on loopback; 0 = off."""
+
+    # --- HTTP API (arxiv-stream serve) -------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    """Loopback by default: listening wider (0.0.0.0) is a deliberate choice; set a token."""
+    api_port: int = 8000
+    api_token: SecretStr | None = None
+    """When set, /api/* and /metrics ask for ``Authorization: Bearer <token>``."""
+    api_max_papers_per_call: int = 64
+    """Papers one ``POST /api/predict`` may carry (and texts per shared forward pass)."""
+    api_max_body_bytes: int = 2_000_000
+    """Largest request body (413 beyond): 64 papers at the schema's text limits fit."""
     log_level: str = "INFO"
 
     @field_validator("categories", "oai_sets", mode="before")

@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, any_, func, literal, select, tuple_, update
+from sqlalchemy import Row, any_, func, literal, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Text
 
 from core.errors import ModelNotFoundError
-from core.schemas import Paper, newest_per_id
+from core.schemas import DeadLetter, Paper, newest_per_id
 from db import tables as t
 
 # Serialises promotions: two at once would both demote, then collide on the unique index.
@@ -491,3 +491,76 @@ async def set_checkpoint(conn: AsyncConnection, source: str, value: str, *, now:
         set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
     )
     await conn.execute(stmt)
+
+
+# --- dead letters and embeddings (what the API reads besides labels) ---------------------
+
+
+async def record_dead_letters(conn: AsyncConnection, letters: Sequence[DeadLetter]) -> int:
+    """Keep a row per dead letter (the payload itself is on the dead-letter topic); the
+    same message dead-lettered again for the same reason adds nothing. Returns rows added."""
+    rows = {
+        (d.reason, d.source_topic, d.payload_sha256 or ""): {
+            "reason": d.reason,
+            "source_topic": d.source_topic,
+            "payload_sha256": d.payload_sha256 or "",
+            "key": d.key,
+            "error": d.error[:2000],
+            "payload_bytes": d.payload_bytes,
+            "failed_at": _aware(d.failed_at),
+        }
+        for d in letters
+    }
+    if not rows:
+        return 0
+    stmt = (
+        insert(t.dead_letters)
+        .values([rows[key] for key in sorted(rows)])
+        .on_conflict_do_nothing()
+        .returning(t.dead_letters.c.reason)
+    )
+    return len((await conn.execute(stmt)).all())
+
+
+async def has_vector_store(conn: AsyncConnection) -> bool:
+    """Whether this database has the pgvector table of paper embeddings (migration 0004
+    creates it only where the extension is available)."""
+    found = await conn.execute(text("SELECT to_regclass('paper_embeddings') IS NOT NULL"))
+    return bool(found.scalar_one())
+
+
+EMBEDDING_DIM = 384
+"""paper_embeddings.embedding is vector(384): MiniLM's dimension (migration 0004)."""
+
+
+async def upsert_embeddings(
+    conn: AsyncConnection,
+    rows: Sequence[tuple[str, int, Sequence[float]]],
+    *,
+    embedder: str,
+    now: datetime,
+) -> int:
+    """One embedding per paper ``(arxiv_id, version, vector)``; a newer version (or another
+    embedder) replaces it. Only where ``has_vector_store``."""
+    if not rows:
+        return 0
+    stmt = text(
+        "INSERT INTO paper_embeddings (arxiv_id, version, embedder, embedding, embedded_at) "
+        "VALUES (:arxiv_id, :version, :embedder, CAST(:embedding AS vector), :now) "
+        "ON CONFLICT (arxiv_id) DO UPDATE SET version = EXCLUDED.version, "
+        "embedder = EXCLUDED.embedder, embedding = EXCLUDED.embedding, "
+        "embedded_at = EXCLUDED.embedded_at "
+        "WHERE paper_embeddings.version <= EXCLUDED.version"
+    )
+    params = [
+        {
+            "arxiv_id": arxiv_id,
+            "version": version,
+            "embedder": embedder,
+            "embedding": "[" + ",".join(f"{x:.7g}" for x in vector) + "]",
+            "now": _aware(now),
+        }
+        for arxiv_id, version, vector in sorted(rows, key=lambda r: r[0])
+    ]
+    await conn.execute(stmt, params)
+    return len(params)

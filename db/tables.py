@@ -4,7 +4,10 @@
     models              every registered model version; at most one promoted
     labels              one row per (paper, version, model version)
     ingest_checkpoints  where each feed left off (OAI datestamp, resumption point, ...)
+    dead_letters        what the worker dead-lettered (the payload is on the dead-letter topic)
     latest_labels       view (created in SQL by the migration): the user-facing surface
+    paper_embeddings    pgvector table, only where the extension exists (migration 0004);
+                        written and read in SQL (db.repository, db.reads), not declared here
 
 Every timestamp is ``timestamptz`` and written as an aware UTC datetime.
 """
@@ -103,4 +106,17 @@ ingest_checkpoints = Table(
     Column("source", Text, primary_key=True),  # e.g. oai:arXivRaw:cs:cs:AI
     Column("value", Text, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("reason", Text, nullable=False),  # decode | classify | store
+    Column("source_topic", Text, nullable=False),
+    Column("payload_sha256", Text, nullable=False),
+    Column("key", Text),
+    Column("error", Text, nullable=False),
+    Column("payload_bytes", Integer),
+    Column("failed_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("reason", "source_topic", "payload_sha256", name="dead_letters_pkey"),
 )

@@ -34,6 +34,7 @@ from core.errors import FeedError, StorageError
 from core.schemas import Paper, encode
 from core.settings import Settings
 from db import repository
+from ingest import metrics
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class Ingester:
         async with self.engine.begin() as conn:
             fresh = await repository.upsert_papers(conn, papers, now=self.clock())
         await self._publish(fresh)
+        metrics.SEEN.inc(len(papers))
+        metrics.PUBLISHED.inc(len(fresh))
         return IngestStats(seen=len(papers), published=len(fresh))
 
     async def ingest_stream(self, papers: Iterable[Paper], chunk: int = 1000) -> IngestStats:
@@ -102,6 +105,7 @@ class Ingester:
             deleted = await repository.mark_deleted(conn, arxiv_ids, now=self.clock())
         if deleted:
             log.info("%d stored papers deleted by arXiv", deleted)
+            metrics.DELETED.inc(deleted)
         return IngestStats(deleted=deleted)
 
     async def checkpoint(self, key: str) -> str | None:
@@ -135,6 +139,7 @@ class Ingester:
                 len(stale), last.isoformat() if last else "ever",
             )  # fmt: skip
             await self._publish(stale)
+            metrics.REPUBLISHED.inc(len(stale))
             self._last_republish_at = now
             self._backoff = min(self._backoff * 2, REPUBLISH_BACKOFF_MAX)
         return len(stale)
@@ -171,6 +176,7 @@ async def run_forever(
                 stats = await poll()
                 log.info("poll: %d papers seen, %d published", stats.seen, stats.published)
             except (FeedError, StorageError) as exc:
+                metrics.POLL_FAILURES.inc()
                 log.error("poll failed, will retry next round: %s", exc)
             done += 1
         try:

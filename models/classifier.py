@@ -202,6 +202,18 @@ class PaperClassifier:
     ) -> list[Prediction]:
         return to_predictions(self.score_embeddings(X, texts=texts), k=top_k)
 
+    def predict_with_embeddings(
+        self, texts: Sequence[str], *, top_k: int = 5
+    ) -> tuple[list[Prediction], np.ndarray | None]:
+        """``predict_texts`` plus the texts' embeddings float32 (n, dim), from the same
+        pass (None for a fine-tuned encoder, which has no sentence embedding)."""
+        if self.reads_text:
+            return self.predict_texts(texts, top_k=top_k), None
+        if not texts:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        X = self.embed(texts)
+        return to_predictions(self.score_embeddings(X, texts=texts), k=top_k), X
+
     def predict_texts(self, texts: Sequence[str], *, top_k: int = 5) -> list[Prediction]:
         """One Prediction per text (``Paper.text``: "title. abstract"), input order."""
         if not texts:

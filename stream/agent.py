@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
@@ -35,9 +36,10 @@ from core.errors import StorageError
 from core.schemas import ClassifiedPaper, DeadLetter, Paper, encode
 from core.settings import Settings
 from db import repository
-from db.repository import LabelKey
+from db.repository import EMBEDDING_DIM, LabelKey
+from stream import metrics
 from stream.model_holder import ModelHolder
-from stream.pipeline import RawMessage, classify_batch, dead_letter, label_rows
+from stream.pipeline import BatchResult, RawMessage, classify_batch, dead_letter, label_rows
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ async def write_batch(
         except Exception as exc:
             if not is_transient(exc):
                 raise
+            metrics.DB_RETRIES.inc()
             log.error("database write failed (%s); retrying in %.0fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, DB_RETRY_MAX_S)
@@ -158,6 +161,40 @@ async def deliver_until_sent(send: Send, items: Sequence[tuple[bytes | None, byt
             delay = min(delay * 2, SEND_RETRY_MAX_S)
 
 
+async def keep_embeddings(
+    engine: AsyncEngine, result: BatchResult, stored: list[ClassifiedPaper], now: datetime
+) -> None:
+    """Store the stored papers' embeddings for similar-papers search. Best effort, in its
+    own transaction: labels never wait for or fail with it."""
+    wanted = {label_key(c)[:2] for c in stored}
+    rows = [
+        (paper.arxiv_id, paper.version, vector)
+        for paper, vector in zip(result.papers, result.embeddings, strict=True)
+        if vector is not None
+        and len(vector) == EMBEDDING_DIM
+        and (paper.arxiv_id, paper.version) in wanted
+    ]
+    if not rows or result.embedder is None:
+        return
+    try:
+        async with engine.begin() as conn:
+            await repository.upsert_embeddings(conn, rows, embedder=result.embedder, now=now)
+    except Exception as exc:  # similar papers lag; nothing is lost
+        log.warning("could not store %d embeddings: %s", len(rows), str(exc).splitlines()[0])
+
+
+async def record_dead_letters(engine: AsyncEngine, letters: Sequence[DeadLetter]) -> None:
+    """A row per dead letter for the API's statistics. Best effort: the dead-letter topic
+    is their destination and already has them."""
+    if not letters:
+        return
+    try:
+        async with engine.begin() as conn:
+            await repository.record_dead_letters(conn, letters)
+    except Exception as exc:
+        log.warning("could not record %d dead letters: %s", len(letters), str(exc).splitlines()[0])
+
+
 async def mark_published(engine: AsyncEngine, keys: list[LabelKey], now: datetime) -> None:
     """Best effort: an unmarked label is only sent once more (stream.delivery)."""
     if not keys:
@@ -176,6 +213,7 @@ def register_classifier(
     holder: ModelHolder,
     engine: AsyncEngine,
     clock: Callable[[], datetime],
+    store_embeddings: bool = False,
 ) -> faust.types.AgentT[Any]:
     papers_topic = app.topic(settings.topic_papers, key_serializer="raw", value_serializer="raw")
     classified_topic = app.topic(
@@ -197,19 +235,23 @@ def register_classifier(
         async for events in stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
             settings.batch_size, within=settings.batch_within_s
         ):
+            started = time.perf_counter()
             messages = [RawMessage(_as_text(e.key), _as_bytes(e.value)) for e in events]
             model = await holder.current()
-            result = await loop.run_in_executor(
-                None,
-                partial(
-                    classify_batch,
-                    messages,
-                    model,
-                    topic=settings.topic_papers,
-                    top_k=settings.top_k,
-                    clock=clock,
-                ),
-            )
+            metrics.MODEL.info({"version": model.version})
+            metrics.BATCH_SIZE.observe(len(messages))
+            with metrics.MODEL_SECONDS.time():
+                result = await loop.run_in_executor(
+                    None,
+                    partial(
+                        classify_batch,
+                        messages,
+                        model,
+                        topic=settings.topic_papers,
+                        top_k=settings.top_k,
+                        clock=clock,
+                    ),
+                )
             stored: list[ClassifiedPaper] = []
             to_send: set[LabelKey] = set()
             if result.classified:
@@ -226,12 +268,20 @@ def register_classifier(
                 engine, [label_key(c) for c, ok in zip(outgoing, delivered, strict=True) if ok],
                 clock(),
             )  # fmt: skip
+            if store_embeddings:
+                await keep_embeddings(engine, result, stored, clock())
             for dead in result.dead_letters:
                 log.warning("dead-lettered a message (%s): %s", dead.reason, dead.error[:200])
             await deliver_until_sent(
                 send_dead,
                 [(d.key.encode() if d.key else None, encode(d)) for d in result.dead_letters],
             )
+            await record_dead_letters(engine, result.dead_letters)
+            metrics.CLASSIFIED.inc(len(stored))
+            metrics.SENT.inc(sum(delivered))
+            for dead in result.dead_letters:
+                metrics.DEAD_LETTERS.labels(dead.reason).inc()
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
             log.info(
                 "batch: %d classified with %s (%d sent, %d already sent), %d dead-lettered",
                 len(stored), model.version, sum(delivered), len(stored) - len(outgoing),

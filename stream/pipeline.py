@@ -51,6 +51,10 @@ class BatchResult:
     sources: list[RawMessage] = field(default_factory=list)
     """The messages behind ``classified``, same order (for a ``store`` dead letter)."""
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    embeddings: list[list[float] | None] = field(default_factory=list)
+    """The papers' embeddings where the model made them, same order (for similar papers)."""
+    embedder: str | None = None
+    """What made ``embeddings`` (the model's embedder id)."""
 
 
 def _scored(item: Scored) -> ScoredLabel:
@@ -120,10 +124,18 @@ def classify_batch(
     if not decoded:
         return result
     texts = [paper.text for _, paper in decoded]
+    vectors: list[list[float] | None] = [None] * len(texts)
     try:
-        predictions: list[Prediction | Exception] = list(
-            classifier.predict_texts(texts, top_k=top_k)
-        )
+        predictions: list[Prediction | Exception]
+        with_vectors = getattr(classifier, "predict_with_embeddings", None)
+        if with_vectors is not None:  # one embedding pass serves labels and similar papers
+            found, X = with_vectors(texts, top_k=top_k)
+            predictions = list(found)
+            if X is not None:
+                vectors = [row.tolist() for row in X]
+                result.embedder = getattr(classifier, "model_id", None)
+        else:
+            predictions = list(classifier.predict_texts(texts, top_k=top_k))
     except Exception:  # the model failed on the batch: find the culprit(s) one by one
         log.exception("batch of %d failed in the model; retrying one by one", len(texts))
         predictions = []
@@ -132,7 +144,7 @@ def classify_batch(
                 predictions.append(classifier.predict_texts([text], top_k=top_k)[0])
             except Exception as exc:
                 predictions.append(exc)
-    for (message, paper), prediction in zip(decoded, predictions, strict=True):
+    for (message, paper), prediction, vector in zip(decoded, predictions, vectors, strict=True):
         if isinstance(prediction, Exception):
             result.dead_letters.append(
                 dead_letter(message, reason="classify", error=prediction, topic=topic, now=now)
@@ -143,6 +155,7 @@ def classify_batch(
         )
         result.papers.append(paper)
         result.sources.append(message)
+        result.embeddings.append(vector)
     return result
 
 

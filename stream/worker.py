@@ -19,6 +19,7 @@ from models.registry import NO_MODEL_HELP, version_dir
 from stream.agent import register_classifier
 from stream.app import create_app
 from stream.delivery import resend_unpublished
+from stream.metrics import serve_metrics
 from stream.model_holder import ModelHolder
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,12 @@ def build_worker(
         poll_interval_s=settings.model_poll_interval_s,
     )
     app = create_app(settings, web_port=web_port)
-    register_classifier(app, settings, holder=holder, engine=engine, clock=utc_now)
+    vectors = run_sync(database_url, repository.has_vector_store)
+    if not vectors:
+        log.info("no pgvector in this database: paper embeddings are not stored")
+    register_classifier(
+        app, settings, holder=holder, engine=engine, clock=utc_now, store_embeddings=vectors
+    )
 
     classified = app.topic(settings.topic_classified, key_serializer="raw", value_serializer="raw")
 
@@ -81,4 +87,5 @@ def run_worker(settings: Settings, database_url: str) -> None:
     """Blocks until SIGINT/SIGTERM."""
     if run_sync(database_url, repository.promoted_version) is None:
         raise ModelNotFoundError(NO_MODEL_HELP)
+    serve_metrics(settings.worker_metrics_port, settings.metrics_host)
     build_worker(settings, database_url).execute_from_commandline()

@@ -8,7 +8,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("core", "ingest", "broker", "db", "models", "training", "lifecycle", "stream", "cli")
+PACKAGES = (
+    "core",
+    "ingest",
+    "broker",
+    "db",
+    "models",
+    "training",
+    "lifecycle",
+    "stream",
+    "api",
+    "cli",
+)
 ALLOWED = {
     "core": set(),
     "broker": {"core"},
@@ -18,6 +29,7 @@ ALLOWED = {
     "training": {"core", "models", "ingest.snapshot"},
     "lifecycle": {"core", "db", "broker", "models", "training", "ingest.snapshot"},
     "stream": {"core", "db", "broker", "models"},
+    "api": {"core", "db", "models", "stream.model_holder", "stream.pipeline"},
     "cli": set(PACKAGES),
 }
 

@@ -29,11 +29,20 @@ def _env_names() -> set[str]:
 
 def test_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) >= {"kafka", "postgres", "migrate", "ingester", "worker", "trainer"}
+    assert set(services) >= {
+        "kafka",
+        "postgres",
+        "migrate",
+        "ingester",
+        "worker",
+        "trainer",
+        "api",
+        "prometheus",
+    }
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
-    assert services["postgres"]["image"].startswith("postgres")
+    assert services["postgres"]["image"].startswith("pgvector/pgvector:pg")  # with pgvector
     assert services["migrate"]["restart"] == "no"
     for name in ("ingester", "worker", "trainer"):
         assert services[name]["depends_on"]["migrate"]["condition"] == (
@@ -43,7 +52,7 @@ def test_services(compose: dict[str, Any]) -> None:
 
 def test_commands_parse_with_our_cli(compose: dict[str, Any]) -> None:
     parser = build_parser()
-    for name in ("migrate", "ingester", "worker", "trainer"):
+    for name in ("migrate", "ingester", "worker", "trainer", "api"):
         command = compose["services"][name]["command"]
         assert command[0] == "arxiv-stream"
         args = parser.parse_args(command[1:])
@@ -53,7 +62,7 @@ def test_commands_parse_with_our_cli(compose: dict[str, Any]) -> None:
 def test_every_variable_is_a_setting(compose: dict[str, Any]) -> None:
     known = _env_names()
     for name, service in compose["services"].items():
-        if name in ("kafka", "postgres"):
+        if name in ("kafka", "postgres", "prometheus"):
             continue
         env = service["environment"]
         assert "DATABASE_URL" in env and env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
@@ -65,3 +74,16 @@ def test_every_variable_is_a_setting(compose: dict[str, Any]) -> None:
             field = key.removeprefix("ARXIV_STREAM_").lower()
             if field in Settings.model_fields:
                 Settings.model_validate({field: value})
+
+
+def test_prometheus_scrapes_the_ports_the_services_listen_on() -> None:
+    scrape = yaml.safe_load((ROOT / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    defaults = Settings()
+    assert jobs["arxiv-stream-api"]["static_configs"][0]["targets"] == [f"api:{defaults.api_port}"]
+    assert jobs["arxiv-stream-worker"]["dns_sd_configs"][0]["port"] == (
+        defaults.worker_metrics_port
+    )
+    assert jobs["arxiv-stream-ingester"]["static_configs"][0]["targets"] == [
+        f"ingester:{defaults.ingester_metrics_port}"
+    ]
