@@ -79,6 +79,17 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
         await client.stop()
 
 
+async def topic_exists(settings: Settings, topic: str) -> bool:
+    """Whether the broker has ``topic``, asked before any consumer subscribes (a consumer's
+    metadata request may create it on brokers that auto-create topics)."""
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    try:
+        await admin.start()
+        return topic in set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
 async def ensure_topics(settings: Settings) -> None:
     """Create the project's topics if missing (Faust would too, but the ingester may be first)."""
     admin = AIOKafkaAdminClient(**connection_options(settings))

@@ -8,9 +8,10 @@ import time
 import uuid
 
 import orjson
+from aiokafka.errors import KafkaError
 
-from broker.client import make_consumer
-from core.errors import MessageError
+from broker.client import make_consumer, topic_exists
+from core.errors import ConfigError, MessageError
 from core.schemas import decode_classified
 from core.settings import Settings
 
@@ -53,6 +54,13 @@ async def tail_topic(
     as_json: bool,
     idle_exit_s: float | None,
 ) -> int:
+    try:
+        exists = await topic_exists(settings, topic)
+    except KafkaError as exc:
+        where = settings.kafka_bootstrap_servers
+        raise ConfigError(f"cannot reach the Kafka broker at {where}: {exc}") from None
+    if not exists:
+        raise ConfigError(f"no topic {topic!r} on the broker (see `--topic`)")
     # A private group id per run: tail never steals partitions from anyone, and reading from
     # the beginning or the end is decided by auto_offset_reset alone.
     consumer = make_consumer(

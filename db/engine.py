@@ -42,8 +42,12 @@ T = TypeVar("T")
 def _parse(url: str) -> URL:
     try:
         parsed = make_url(url)
+        parsed.port  # noqa: B018  # a non-numeric port raises here, not deep in a driver
     except ArgumentError:
         raise ConfigError(f"not a database URL: {masked_url(url)}") from None
+    except ValueError:
+        where = url.rsplit("@", 1)[-1]  # no user or password in the message
+        raise ConfigError(f"the database URL's port is not a number: ...@{where}") from None
     if parsed.get_backend_name() not in _PG_NAMES:
         raise ConfigError(f"not a PostgreSQL URL: {masked_url(url)}")
     # asyncpg spells TLS as ?ssl=..., libpq (and so psycopg and psql) as ?sslmode=...

@@ -12,12 +12,15 @@ with ``await asyncio.to_thread(upgrade, url)``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 from core.errors import ConfigError
 from db.engine import sync_engine_for
@@ -44,11 +47,28 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    with _known_revision(revision):
+        command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
-    command.downgrade(alembic_config(url), revision)
+    with _known_revision(revision):
+        command.downgrade(alembic_config(url), revision)
+
+
+@contextmanager
+def _known_revision(revision: str) -> Iterator[None]:
+    """An unknown revision is the caller's mistake: one line naming the ones that exist."""
+    try:
+        yield
+    except CommandError as exc:
+        if "Can't locate revision" not in str(exc):
+            raise
+        script = ScriptDirectory.from_config(alembic_config())
+        known = ", ".join(sorted(s.revision for s in script.walk_revisions()))
+        raise ConfigError(
+            f"unknown migration revision {revision!r} (known: base, {known}, head)"
+        ) from None
 
 
 def current(url: str) -> str | None:

@@ -106,25 +106,39 @@ async def similar_papers(
     conn: AsyncConnection, arxiv_id: str, k: int
 ) -> list[dict[str, Any]] | None:
     """The ``k`` nearest papers to ``arxiv_id`` by cosine distance of their embeddings (same
-    embedder), through the HNSW index; None when the paper has no stored embedding."""
+    embedder), through the HNSW index; None when the paper has no stored embedding.
+
+    The index answers only a bare ``ORDER BY embedding <=> <constant> LIMIT n`` over the
+    table, so the anchor's vector is read first and passed as a parameter, the nearest
+    candidates are taken with slack, and joins and filters apply to those few rows."""
     anchor = (
         await conn.execute(
-            text("SELECT embedder FROM paper_embeddings WHERE arxiv_id = :id"), {"id": arxiv_id}
+            text(
+                "SELECT embedder, embedding::text AS v FROM paper_embeddings "
+                "WHERE arxiv_id = :id"
+            ),
+            {"id": arxiv_id},
         )
     ).first()
     if anchor is None:
         return None
     stmt = text(
-        "WITH anchor AS (SELECT embedding FROM paper_embeddings WHERE arxiv_id = :id) "
-        "SELECT e.arxiv_id, 1 - (e.embedding <=> (SELECT embedding FROM anchor)) AS similarity, "
-        "p.title, l.category, l.domain "
-        "FROM paper_embeddings AS e "
-        "JOIN papers AS p ON p.arxiv_id = e.arxiv_id AND p.deleted_at IS NULL "
-        "LEFT JOIN latest_labels AS l ON l.arxiv_id = e.arxiv_id "
-        "WHERE e.embedder = :embedder AND e.arxiv_id <> :id "
-        "ORDER BY e.embedding <=> (SELECT embedding FROM anchor) LIMIT :k"
+        "WITH near AS ("
+        "  SELECT arxiv_id, embedder, embedding <=> CAST(:v AS vector) AS distance"
+        "  FROM paper_embeddings ORDER BY embedding <=> CAST(:v AS vector) LIMIT :candidates"
+        ") "
+        "SELECT n.arxiv_id, 1 - n.distance AS similarity, p.title, l.category, l.domain "
+        "FROM near AS n "
+        "JOIN papers AS p ON p.arxiv_id = n.arxiv_id AND p.deleted_at IS NULL "
+        "LEFT JOIN latest_labels AS l ON l.arxiv_id = n.arxiv_id "
+        "WHERE n.embedder = :embedder AND n.arxiv_id <> :id "
+        "ORDER BY n.distance LIMIT :k"
     )
-    rows = await conn.execute(stmt, {"id": arxiv_id, "embedder": anchor.embedder, "k": k})
+    params = {
+        "id": arxiv_id, "v": anchor.v, "embedder": anchor.embedder, "k": k,
+        "candidates": 2 * k + 10,  # room for the anchor itself, deleted papers, other embedders
+    }  # fmt: skip
+    rows = await conn.execute(stmt, params)
     return [dict(row._mapping) for row in rows]
 
 

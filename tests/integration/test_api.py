@@ -250,7 +250,8 @@ def test_similar_papers_through_pgvector_and_501_without_it(
     base = rng.normal(size=384)
     papers = [_paper(f"2411.{i:05d}", f"Near {i}", ["cs.AI"]) for i in range(5)]
     vectors = [base + rng.normal(scale=0.1 * (i + 1), size=384) for i in range(5)]
-    _store(url, papers, [_label(p, version, "cs.AI", 0.5, T0) for p in papers])
+    plain = _paper("2411.00099", "Stored, never embedded", ["cs.AI"])
+    _store(url, [*papers, plain], [_label(p, version, "cs.AI", 0.5, T0) for p in papers])
 
     async def embed() -> None:
         engine = create_async_engine_for(url)
@@ -271,8 +272,8 @@ def test_similar_papers_through_pgvector_and_501_without_it(
     # noise grows with the index, so the nearest to paper 0 come in index order
     assert [s["arxiv_id"] for s in similar] == ["2411.00001", "2411.00002", "2411.00003"]
     assert similar[0]["similarity"] > similar[-1]["similarity"]
-    not_embedded = client.get("/api/papers/2412.00001/similar").json()
-    assert not_embedded == {"arxiv_id": "2412.00001", "similar": [], "embedded": False}
+    not_embedded = client.get("/api/papers/2411.00099/similar").json()
+    assert not_embedded == {"arxiv_id": "2411.00099", "similar": [], "embedded": False}
     assert client.get("/api/papers/2499.99999/similar").status_code == 404
 
     run_sync(url, lambda conn: conn.exec_driver_sql("DROP TABLE paper_embeddings"))

