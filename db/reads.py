@@ -114,8 +114,7 @@ async def similar_papers(
     anchor = (
         await conn.execute(
             text(
-                "SELECT embedder, embedding::text AS v FROM paper_embeddings "
-                "WHERE arxiv_id = :id"
+                "SELECT embedder, embedding::text AS v FROM paper_embeddings WHERE arxiv_id = :id"
             ),
             {"id": arxiv_id},
         )
