@@ -97,6 +97,16 @@ class EmbeddedKafka:
         self.stop()
         raise ConfigError(f"tansu did not listen on {self.bootstrap_servers} in {timeout_s}s")
 
+    def alive(self) -> bool:
+        """Whether the broker process is still running."""
+        return self._process is not None and self._process.poll() is None
+
+    def restart(self, timeout_s: float = 15.0) -> EmbeddedKafka:
+        """Start again on the same port (clients reconnect to the same address). Topics and
+        offsets are gone: the storage is memory (see ingest.recovery)."""
+        self.stop()
+        return self.start(timeout_s)
+
     def stop(self, grace_s: float = 5.0) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:

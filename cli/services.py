@@ -32,6 +32,8 @@ STATE_FILE = "run/services.json"
 class Services:
     database_url: str
     kafka_bootstrap: str | None
+    broker: EmbeddedKafka | None = None
+    """The embedded broker started here (``up`` watches it), None when configured."""
 
 
 def _state_path(settings: Settings) -> Path:
@@ -106,6 +108,7 @@ def services(
             pg = stack.enter_context(EmbeddedPostgres(settings.pgdata_dir))
             database_url = pg.url
         kafka = settings.kafka_bootstrap_servers
+        broker: EmbeddedKafka | None = None
         if kafka is None and running and running.get("kafka_bootstrap"):
             kafka = running["kafka_bootstrap"]
         if kafka is None and need_kafka:
@@ -115,4 +118,4 @@ def services(
             log_dir.mkdir(parents=True, exist_ok=True)
             broker = stack.enter_context(EmbeddedKafka(log_path=log_dir / "tansu.log"))
             kafka = broker.bootstrap_servers
-        yield Services(database_url=database_url, kafka_bootstrap=kafka)
+        yield Services(database_url=database_url, kafka_bootstrap=kafka, broker=broker)

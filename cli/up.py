@@ -15,11 +15,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from api.server import page_url
 from broker.client import ensure_topics
+from broker.embedded import EmbeddedKafka
 from cli.argtypes import positive_int
 from cli.services import services, write_running_state
 from core.clock import utc_now
@@ -27,6 +29,7 @@ from core.errors import ConfigError, ModelNotFoundError
 from core.settings import Settings
 from db import migrate, repository
 from db.engine import run_sync
+from ingest.recovery import recover_after_broker_loss
 from lifecycle.registry import NO_MODEL_HELP, Registry
 
 log = logging.getLogger("arxiv_stream.up")
@@ -134,8 +137,48 @@ def _progress(database_url: str) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def supervise(children: list[Child], env: dict[str, str], database_url: str) -> None:
-    """Keep the children running until Ctrl-C / SIGTERM; restart crashed ones with backoff."""
+Watchdog = Callable[[list[Child]], None]
+
+
+def restart_now(children: list[Child], names: tuple[str, ...]) -> None:
+    """Stop the children whose name starts with one of ``names``; the supervisor starts
+    them again at its next turn (without counting a crash)."""
+    chosen = [c for c in children if c.name.startswith(names)]
+    _stop_all(chosen)
+    for child in chosen:
+        child.process, child.done, child.next_start = None, False, 0.0
+
+
+def broker_watchdog(broker: EmbeddedKafka, settings: Settings, database_url: str) -> Watchdog:
+    """Restart a dead embedded broker on its port, recover what it lost (ingest.recovery)
+    and restart the children that talk to it."""
+
+    def watch(children: list[Child]) -> None:
+        if broker.alive():
+            return
+        started = time.monotonic()
+        log.error("the embedded broker died; restarting it on %s", broker.bootstrap_servers)
+        _stop_all([c for c in children if c.name.startswith(("worker", "ingester"))])
+        broker.restart()
+        recovered = asyncio.run(recover_after_broker_loss(settings, database_url))
+        restart_now(children, ("worker", "ingester"))
+        log.warning(
+            "broker back in %.1fs: %d papers republished, %d labels to re-send",
+            time.monotonic() - started, recovered.papers_republished,
+            recovered.labels_to_resend,
+        )  # fmt: skip
+
+    return watch
+
+
+def supervise(
+    children: list[Child],
+    env: dict[str, str],
+    database_url: str,
+    watchdog: Watchdog | None = None,
+) -> None:
+    """Keep the children running until Ctrl-C / SIGTERM; restart crashed ones with backoff;
+    ``watchdog`` looks after what is not a child (the embedded broker) every turn."""
     stop = False
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -169,6 +212,12 @@ def supervise(children: list[Child], env: dict[str, str], database_url: str) -> 
                 log.error("%s exited with %d; restarting in %.0fs", child.name, code, delay)
                 child.process = None
                 child.next_start = now + delay
+            if watchdog is not None:
+                try:
+                    watchdog(children)
+                except Exception as exc:  # the next turn tries again
+                    log.error("broker recovery failed (%s); retrying", exc)
+                    time.sleep(2.0)
             for child in children:
                 if child.process is None and not child.done and now >= child.next_start:
                     _start(child, env)
@@ -188,6 +237,8 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     from cli.cmd_models import print_trained
     from lifecycle.train import train_and_register
 
+    if args.replay is not None:
+        replay_source(args.replay)  # refuse a bad file before anything starts
     with services(settings, need_kafka=True, start_kafka=True) as found:
         live = settings.model_copy(update={"kafka_bootstrap_servers": found.kafka_bootstrap})
         migrate.upgrade(found.database_url)
@@ -209,7 +260,10 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
             children = child_commands(args, settings)
             if not args.no_api:
                 print(f"arxiv-stream page and API: {page_url(settings)}", flush=True)
-            supervise(children, env, found.database_url)
+            watch = (
+                broker_watchdog(found.broker, live, found.database_url) if found.broker else None
+            )
+            supervise(children, env, found.database_url, watch)
         finally:
             state_file.unlink(missing_ok=True)
     log.info("stopped")

@@ -375,6 +375,15 @@ async def claim_unpublished_labels(
     return out
 
 
+async def forget_label_publication(conn: AsyncConnection) -> int:
+    """Mark every label unpublished (the broker lost ``classified-papers``): the workers'
+    resend timer sends them all again (stream.delivery). Returns how many."""
+    result = await conn.execute(
+        update(t.labels).where(t.labels.c.published_at.is_not(None)).values(published_at=None)
+    )
+    return result.rowcount
+
+
 async def label_counts(conn: AsyncConnection, model_version: str) -> int:
     """How many (paper, version) rows ``model_version`` has labelled."""
     stmt = select(func.count()).where(t.labels.c.model_version == model_version)

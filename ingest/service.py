@@ -144,6 +144,22 @@ class Ingester:
             self._backoff = min(self._backoff * 2, REPUBLISH_BACKOFF_MAX)
         return len(stale)
 
+    async def republish_lost(self) -> int:
+        """After the broker lost its topics: publish at once every stored paper whose current
+        version has no label, without waiting for the grace or an idle stream (they are lost
+        for certain, not queued). Returns how many."""
+        total, cutoff = 0, self.clock()
+        while True:
+            async with self.engine.connect() as conn:
+                lost = await repository.papers_needing_labels(
+                    conn, model_version=None, published_before=cutoff, limit=5000
+                )
+            if not lost:
+                return total
+            await self._publish(lost)  # published_at >= cutoff now: the next page skips them
+            metrics.REPUBLISHED.inc(len(lost))
+            total += len(lost)
+
     async def _publish(self, papers: Sequence[Paper]) -> None:
         if not papers:
             return

@@ -14,9 +14,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
+from broker.embedded import free_port
 from ingest.rss import parse_rss
 from tests.integration.stack import base_env, cli, start_cli, wait_for
 
@@ -55,7 +57,12 @@ def test_up_replay_labels_every_paper_and_survives_restart(
                 dst.write(line)
     feed = shared_data / FEED
     distinct = {p.arxiv_id for p in parse_rss(feed.read_bytes())}
-    env = base_env(ARXIV_STREAM_DATA_DIR=str(data_dir), ARXIV_STREAM_MODEL_POLL_INTERVAL_S="2")
+    api_port = free_port()
+    env = base_env(
+        ARXIV_STREAM_DATA_DIR=str(data_dir),
+        ARXIV_STREAM_MODEL_POLL_INTERVAL_S="2",
+        ARXIV_STREAM_API_PORT=str(api_port),
+    )
     log = data_dir / "up.log"
 
     up = start_cli(env, log, "up", "--snapshot", str(snapshot), "--replay", str(feed))
@@ -82,6 +89,10 @@ def test_up_replay_labels_every_paper_and_survives_restart(
         tailed = cli(env, "tail", "--from-beginning", "--json", "--idle-exit", "8").stdout
         messages = [orjson.loads(line) for line in tailed.splitlines()]
         assert {m["arxiv_id"] for m in messages} == distinct
+        # the page and API that up started, at the URL it printed
+        assert f"arxiv-stream page and API: http://127.0.0.1:{api_port}/" in log.read_text()
+        page = httpx.get(f"http://127.0.0.1:{api_port}/api/papers", params={"limit": 5})
+        assert page.status_code == 200 and len(page.json()["papers"]) == 5
     finally:
         code = _interrupt(up)
     assert code == 0, log.read_text()[-3000:]
