@@ -41,11 +41,11 @@ Loader = Callable[[str], Classifier]
 
 def _default_loader(settings: Settings) -> Loader:
     def load(version: str) -> Classifier:
-        from models.classifier import PaperClassifier
-        from models.registry import version_dir
+        from models.registry import load_version
 
-        return PaperClassifier.load(
-            version_dir(settings.models_dir, version),
+        return load_version(
+            settings.models_dir,
+            version,
             device=settings.device,
             batch_size=settings.embed_batch_size,
         )
@@ -121,7 +121,8 @@ def _install_errors(app: FastAPI) -> None:
 
 
 def _install_guards(app: FastAPI, settings: Settings) -> None:
-    token = settings.api_token.get_secret_value().encode() if settings.api_token else None
+    secret = settings.api_token.get_secret_value() if settings.api_token else ""
+    token = secret.encode() if secret else None  # an empty token is no token
 
     @app.middleware("http")
     async def guard_and_measure(
@@ -138,6 +139,7 @@ def _install_guards(app: FastAPI, settings: Settings) -> None:
                     401, "unauthorized", "send Authorization: Bearer <token>"
                 )
                 response.headers["WWW-Authenticate"] = "Bearer"
+                metrics.observe_request(request.method, "guarded", 401, started)
                 return response
         response = await call_next(request)
         route = request.scope.get("route")

@@ -20,6 +20,12 @@ LATENCY = Histogram(
 PREDICTED = Counter("arxiv_stream_api_predicted_papers_total", "Papers classified by the API")
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def observe_request(method: str, route: str, status: int, started: float) -> None:
+    """``route`` is the route's template (bounded); a method outside the standard set is
+    ``other``, so no client can create new series at will."""
+    method = method if method in METHODS else "other"
     REQUESTS.labels(method, route, str(status)).inc()
     LATENCY.labels(method, route).observe(time.perf_counter() - started)

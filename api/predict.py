@@ -37,6 +37,7 @@ class PredictionBatcher:
         self._max_texts = max_texts
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._held: _Request | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="prediction-batcher")
@@ -57,17 +58,26 @@ class PredictionBatcher:
         return await future
 
     def _take_round(self, first: _Request) -> list[_Request]:
+        """The first waiting request, then whole requests while they fit in ``max_texts``
+        (a request never straddles two rounds; the one that does not fit waits its turn)."""
         taken, count = [first], len(first.texts)
-        while not self._queue.empty() and count < self._max_texts:
+        while not self._queue.empty():
             nxt = self._queue.get_nowait()
+            if count + len(nxt.texts) > self._max_texts:
+                self._held = nxt  # first in the next round
+                break
             taken.append(nxt)
             count += len(nxt.texts)
         return taken
 
+    async def _next(self) -> _Request:
+        held, self._held = self._held, None
+        return held if held is not None else await self._queue.get()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            round_ = self._take_round(await self._queue.get())
+            round_ = self._take_round(await self._next())
             try:
                 model = await self._current_model()
                 texts = [t for r in round_ for t in r.texts]

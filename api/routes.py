@@ -207,8 +207,8 @@ async def similar(
             raise ApiError(
                 501,
                 "similar papers need pgvector",
-                "this database has no `vector` extension; use the embedded PostgreSQL or "
-                "install pgvector, then run `arxiv-stream db upgrade`",
+                "this database has no `vector` extension (or it could not be created: "
+                "that needs a superuser); install pgvector, then run `arxiv-stream db upgrade`",
             )
         found = await reads.similar_papers(conn, key, k)
         if found is None and await reads.get_paper_row(conn, key) is None:

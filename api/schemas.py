@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.schemas import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS
+from core.schemas import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS, model_text
 
 MAX_TOP_K = 20
 
@@ -29,10 +29,8 @@ class PaperText(BaseModel):
 
     @property
     def text(self) -> str:
-        """The text the models read: ``title. abstract`` (core.schemas.Paper.text)."""
-        title = " ".join((self.title or "").split())
-        abstract = " ".join(self.abstract.split())
-        return f"{title}. {abstract}" if title else abstract
+        """The text the models read (core.schemas.model_text, as everywhere else)."""
+        return model_text(self.title, self.abstract)
 
 
 class Scored(BaseModel):

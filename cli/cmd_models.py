@@ -13,7 +13,7 @@ from cli.argtypes import positive_int
 from cli.services import services
 from core.clock import utc_now
 from core.errors import ConfigError
-from core.schemas import Paper
+from core.schemas import model_text
 from core.settings import Settings
 from db import migrate
 from db.repository import ModelRow
@@ -210,10 +210,7 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
         registry = Registry(settings, found.database_url)
         version = registry.resolve(args.model)
         classifier = registry.load(version)
-    text = Paper(
-        arxiv_id="0000.00000", version=1, title=args.title, abstract=args.abstract,
-        categories=[], source="snapshot",
-    ).text  # fmt: skip
+    text = model_text(args.title, args.abstract)
     (prediction,) = classifier.predict_texts([text], top_k=args.top_k)
     if args.json:
         shown = {

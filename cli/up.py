@@ -140,33 +140,42 @@ def _progress(database_url: str) -> str:
 Watchdog = Callable[[list[Child]], None]
 
 
-def restart_now(children: list[Child], names: tuple[str, ...]) -> None:
-    """Stop the children whose name starts with one of ``names``; the supervisor starts
-    them again at its next turn (without counting a crash)."""
-    chosen = [c for c in children if c.name.startswith(names)]
-    _stop_all(chosen)
-    for child in chosen:
-        child.process, child.done, child.next_start = None, False, 0.0
+KAFKA_CHILDREN = ("worker", "ingester")
+
+
+def start_again(children: list[Child], names: tuple[str, ...]) -> None:
+    """Have the supervisor start the named children that are not running at its next turn
+    (a worker stopped on purpose exits 0 and would otherwise count as finished)."""
+    for child in children:
+        stopped = child.process is None or child.process.poll() is not None
+        if child.name.startswith(names) and stopped:
+            child.process, child.done, child.next_start = None, False, 0.0
 
 
 def broker_watchdog(broker: EmbeddedKafka, settings: Settings, database_url: str) -> Watchdog:
     """Restart a dead embedded broker on its port, recover what it lost (ingest.recovery)
-    and restart the children that talk to it."""
+    and start the children that talk to it again. A recovery that fails is tried again at
+    the next turn until it succeeds; the children are started again either way."""
+    pending = {"since": 0.0}  # > 0: the broker was lost and recovery has not finished
 
     def watch(children: list[Child]) -> None:
-        if broker.alive():
+        if not broker.alive():
+            log.error("the embedded broker died; restarting it on %s", broker.bootstrap_servers)
+            pending["since"] = pending["since"] or time.monotonic()
+            _stop_all([c for c in children if c.name.startswith(KAFKA_CHILDREN)])
+            broker.restart()
+        if not pending["since"]:
             return
-        started = time.monotonic()
-        log.error("the embedded broker died; restarting it on %s", broker.bootstrap_servers)
-        _stop_all([c for c in children if c.name.startswith(("worker", "ingester"))])
-        broker.restart()
-        recovered = asyncio.run(recover_after_broker_loss(settings, database_url))
-        restart_now(children, ("worker", "ingester"))
+        try:
+            recovered = asyncio.run(recover_after_broker_loss(settings, database_url))
+        finally:
+            start_again(children, KAFKA_CHILDREN)
         log.warning(
             "broker back in %.1fs: %d papers republished, %d labels to re-send",
-            time.monotonic() - started, recovered.papers_republished,
+            time.monotonic() - pending["since"], recovered.papers_republished,
             recovered.labels_to_resend,
         )  # fmt: skip
+        pending["since"] = 0.0
 
     return watch
 

@@ -95,8 +95,8 @@ class Paper(BaseModel):
 
     @property
     def text(self) -> str:
-        """What the model reads: title and abstract."""
-        return f"{self.title.strip()}. {(self.abstract or '').strip()}".strip()
+        """What the model reads: title and abstract (``model_text``)."""
+        return model_text(self.title, self.abstract)
 
 
 class ScoredLabel(BaseModel):
@@ -160,6 +160,12 @@ def dead_letter_payload(value: bytes) -> dict[str, object]:
 
 
 T = TypeVar("T")
+
+
+def model_text(title: str | None, abstract: str | None) -> str:
+    """The one text every model reads, in training, the worker, the API and ``predict``:
+    ``"<title>. <abstract>"``."""
+    return f"{(title or '').strip()}. {(abstract or '').strip()}".strip()
 
 
 def newest_per_id(items: Iterable[T], paper_of: Callable[[T], Paper] | None = None) -> list[T]:

@@ -24,6 +24,7 @@ from alembic.util import CommandError
 
 from core.errors import ConfigError
 from db.engine import sync_engine_for
+from db.vector_store import ensure_vector_store
 
 
 def migrations_dir() -> Path:
@@ -49,6 +50,14 @@ def alembic_config(url: str | None = None) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     with _known_revision(revision):
         command.upgrade(alembic_config(url), revision)
+    if revision in ("head", head()):
+        # pgvector installed since 0004 ran: the embeddings table appears now
+        engine = sync_engine_for(url)
+        try:
+            with engine.begin() as conn:
+                ensure_vector_store(conn)
+        finally:
+            engine.dispose()
 
 
 def downgrade(url: str, revision: str) -> None:

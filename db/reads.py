@@ -121,6 +121,11 @@ async def similar_papers(
     ).first()
     if anchor is None:
         return None
+    candidates = 2 * k + 10  # room for the anchor itself, deleted papers, other embedders
+    # an HNSW scan yields at most ef_search rows (default 40): widen it for this query only
+    await conn.execute(
+        text("SELECT set_config('hnsw.ef_search', :n, true)"), {"n": str(max(40, candidates))}
+    )
     stmt = text(
         "WITH near AS ("
         "  SELECT arxiv_id, embedder, embedding <=> CAST(:v AS vector) AS distance"
@@ -135,7 +140,7 @@ async def similar_papers(
     )
     params = {
         "id": arxiv_id, "v": anchor.v, "embedder": anchor.embedder, "k": k,
-        "candidates": 2 * k + 10,  # room for the anchor itself, deleted papers, other embedders
+        "candidates": candidates,
     }  # fmt: skip
     rows = await conn.execute(stmt, params)
     return [dict(row._mapping) for row in rows]

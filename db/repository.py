@@ -362,7 +362,11 @@ async def claim_unpublished_labels(
     stmt = (
         select(*(lab[name] for name in _LABEL_FIELDS), t.papers.c.title, t.papers.c.categories)
         .join(t.papers, t.papers.c.arxiv_id == lab.arxiv_id)
-        .where(lab.published_at.is_(None), lab.labelled_at < _aware(labelled_before))
+        .where(
+            lab.published_at.is_(None),
+            lab.labelled_at < _aware(labelled_before),
+            t.papers.c.deleted_at.is_(None),  # arXiv deleted it: nothing more to announce
+        )
         .order_by(lab.labelled_at)
         .limit(limit)
         .with_for_update(of=t.labels, skip_locked=True)
@@ -536,10 +540,6 @@ async def has_vector_store(conn: AsyncConnection) -> bool:
     creates it only where the extension is available)."""
     found = await conn.execute(text("SELECT to_regclass('paper_embeddings') IS NOT NULL"))
     return bool(found.scalar_one())
-
-
-EMBEDDING_DIM = 384
-"""paper_embeddings.embedding is vector(384): MiniLM's dimension (migration 0004)."""
 
 
 async def upsert_embeddings(

@@ -14,9 +14,13 @@ import re
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import ModelNotFoundError
 from models.bundle import CONFIG_FILE
+
+if TYPE_CHECKING:
+    from models.classifier import PaperClassifier
 
 VERSION_RE = re.compile(r"^m\d{8}-\d{6}-[0-9a-f]{4}$")
 
@@ -68,4 +72,16 @@ def list_versions(models_dir: Path) -> list[str]:
         p.name
         for p in models_dir.iterdir()
         if is_version_id(p.name) and (p / CONFIG_FILE).is_file()
+    )
+
+
+def load_version(
+    models_dir: Path, version: str, *, device: str, batch_size: int | None
+) -> PaperClassifier:
+    """The bundle of ``version`` under ``models_dir``, ready to serve: what the worker and
+    the API load when the database names a promoted version."""
+    from models.classifier import PaperClassifier  # torch loads only here
+
+    return PaperClassifier.load(
+        version_dir(models_dir, version), device=device, batch_size=batch_size
     )

@@ -36,7 +36,8 @@ from core.errors import StorageError
 from core.schemas import ClassifiedPaper, DeadLetter, Paper, encode
 from core.settings import Settings
 from db import repository
-from db.repository import EMBEDDING_DIM, LabelKey
+from db.repository import LabelKey
+from db.vector_store import EMBEDDING_DIM
 from stream import metrics
 from stream.model_holder import ModelHolder
 from stream.pipeline import BatchResult, RawMessage, classify_batch, dead_letter, label_rows

@@ -15,7 +15,7 @@ from core.settings import Settings
 from db import repository
 from db.engine import create_async_engine_for, run_sync
 from models.classifier import PaperClassifier
-from models.registry import NO_MODEL_HELP, version_dir
+from models.registry import NO_MODEL_HELP, load_version
 from stream.agent import register_classifier
 from stream.app import create_app
 from stream.delivery import resend_unpublished
@@ -35,8 +35,9 @@ def build_worker(
             return await repository.promoted_version(conn)
 
     def load(version: str) -> PaperClassifier:
-        return PaperClassifier.load(
-            version_dir(settings.models_dir, version),
+        return load_version(
+            settings.models_dir,
+            version,
             device=settings.device,
             batch_size=settings.embed_batch_size,
         )

@@ -3,10 +3,10 @@
 - ``dead_letters``: every message the worker dead-lettered (reason, error, where it came
   from, size and sha256 of the payload; the payload itself is on the dead-letter topic).
   Keyed on (reason, source_topic, payload_sha256): a redelivered batch adds nothing.
-- ``paper_embeddings`` (only where the ``vector`` extension is available, as in the
-  embedded PostgreSQL; the system PostgreSQL here has none): one 384-d unit vector per paper
-  (the embedder's dimension), with an HNSW index for cosine distance. Without it the API's
-  similar-papers endpoint answers 501 and nothing else changes.
+- ``paper_embeddings`` (only where the ``vector`` extension can be had, as in the embedded
+  PostgreSQL; the system PostgreSQL here has none): one 384-d unit vector per paper, with an
+  HNSW index for cosine distance (db.vector_store, which every upgrade to head runs again).
+  Without it the API's similar-papers endpoint answers 501 and nothing else changes.
 
 Revision ID: 0004_api
 Revises: 0003_deletions
@@ -21,13 +21,14 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from db.vector_store import ensure_vector_store
+
 revision: str = "0004_api"
 down_revision: str | None = "0003_deletions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TS = postgresql.TIMESTAMP(timezone=True)
-EMBEDDING_DIM = 384
 
 
 def upgrade() -> None:
@@ -44,27 +45,7 @@ def upgrade() -> None:
             "reason", "source_topic", "payload_sha256", name="dead_letters_pkey"
         ),
     )
-    available = op.get_bind().execute(
-        sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
-    )
-    if available.first() is None:
-        return
-    op.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    op.execute(
-        f"""
-        CREATE TABLE paper_embeddings (
-            arxiv_id text PRIMARY KEY REFERENCES papers (arxiv_id) ON DELETE CASCADE,
-            version integer NOT NULL,
-            embedder text NOT NULL,
-            embedding vector({EMBEDDING_DIM}) NOT NULL,
-            embedded_at timestamptz NOT NULL
-        )
-        """
-    )
-    op.execute(
-        "CREATE INDEX paper_embeddings_hnsw ON paper_embeddings "
-        "USING hnsw (embedding vector_cosine_ops)"
-    )
+    ensure_vector_store(op.get_bind())
 
 
 def downgrade() -> None:

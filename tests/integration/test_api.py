@@ -176,8 +176,10 @@ def test_papers_filters_keyset_pages_detail_and_stats(client: TestClient, traine
         _paper(f"2412.{i:05d}", f"Paper {i} on graphs" if i % 2 else f"Paper {i}", ["cs.LG"])
         for i in range(7)
     ] + [_paper("math/0101001", "An old-style id", ["math.AG", "math.NT"])]
+    # papers 2 and 3 share a labelling time (as a batch's labels do): the keyset's tie-break
+    when = [T0 + timedelta(min(i, 2) if i < 4 else i) for i in range(len(papers))]
     labels = [
-        _label(p, version, "cs.LG" if i < 4 else "math.AG", 0.9 - 0.1 * i, T0 + timedelta(i))
+        _label(p, version, "cs.LG" if i < 4 else "math.AG", 0.9 - 0.1 * i, when[i])
         for i, p in enumerate(papers)
     ]
     _store(url, papers, labels)
@@ -191,8 +193,9 @@ def test_papers_filters_keyset_pages_detail_and_stats(client: TestClient, traine
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    newest_first = [p.arxiv_id for p in sorted(papers, key=lambda p: -papers.index(p))]
-    assert seen[: len(papers)] == newest_first  # every paper once, newest label first
+    assert len(seen) == len(set(seen))  # no paper twice across pages
+    order = sorted(zip(when, [p.arxiv_id for p in papers], strict=True), reverse=True)
+    assert seen[: len(papers)] == [arxiv_id for _, arxiv_id in order]  # newest label first
 
     def ids(**params: Any) -> list[str]:
         response = client.get("/api/papers", params=params)

@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +28,7 @@ from db.embedded import EmbeddedPostgres
 from db.engine import create_async_engine_for, psql_url, sync_engine_for, wait_for_database
 from db.repository import LabelRow
 from db.tables import metadata
+from tests.fixtures_pg import url_for_database
 
 pytestmark = pytest.mark.integration
 
@@ -624,3 +626,29 @@ def test_the_embedded_server_leaves_a_private_parent_traversable_only(tmp_path: 
             conn.execute("CREATE TABLE t (x int)")
             conn.execute("INSERT INTO t VALUES (1)")
             assert conn.execute("SELECT x FROM t").fetchone() == (1,)
+
+
+def test_the_vector_store_waits_for_a_superuser_and_appears_at_the_next_upgrade(
+    pg_admin_url: str,
+) -> None:
+    """pgvector is not a trusted extension: an app role that is not a superuser gets no
+    table (and no failed migration); once an administrator creates the extension, the next
+    `db upgrade` creates it."""
+    name, role = f"arxiv_stream_vec_{uuid.uuid4().hex[:8]}", f"app_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f'CREATE DATABASE "{name}" OWNER "{role}"')
+    as_admin = url_for_database(pg_admin_url, name)
+    as_app = str(make_url(as_admin).set(username=role))
+    try:
+        migrate.upgrade(as_app)
+        assert migrate.current(as_app) == migrate.head()
+        assert "paper_embeddings" not in relations(as_admin)
+        with psycopg.connect(as_admin, autocommit=True) as admin:
+            admin.execute("CREATE EXTENSION vector")
+        migrate.upgrade(as_app)
+        assert "paper_embeddings" in relations(as_admin)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
