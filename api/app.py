@@ -48,6 +48,7 @@ def _default_loader(settings: Settings) -> Loader:
             version,
             device=settings.device,
             batch_size=settings.embed_batch_size,
+            num_threads=settings.cpu_threads,
         )
 
     return load

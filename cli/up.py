@@ -26,6 +26,7 @@ from cli.argtypes import positive_int
 from cli.services import services, write_running_state
 from core.clock import utc_now
 from core.errors import ConfigError, ModelNotFoundError
+from core.machine import available_cpus
 from core.settings import Settings
 from db import migrate, repository
 from db.engine import run_sync
@@ -105,9 +106,14 @@ def child_commands(args: argparse.Namespace, settings: Settings) -> list[Child]:
 
 
 def worker_env(settings: Settings, index: int, workers: int) -> dict[str, str]:
-    """Worker ``index`` of ``workers``: its own metrics port (WORKER_METRICS_PORT + index)."""
+    """Worker ``index`` of ``workers``: its own metrics port (WORKER_METRICS_PORT + index)
+    and its share of the cores (CPU_THREADS: cores / workers, at least 1)."""
     port = settings.worker_metrics_port
-    return {"ARXIV_STREAM_WORKER_METRICS_PORT": str(port + index if port > 0 else 0)}
+    threads = settings.cpu_threads or max(1, available_cpus() // workers)
+    return {
+        "ARXIV_STREAM_WORKER_METRICS_PORT": str(port + index if port > 0 else 0),
+        "ARXIV_STREAM_CPU_THREADS": str(threads),
+    }
 
 
 def _start(child: Child, env: dict[str, str]) -> None:

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     embed_batch_size: int | None = None
     """Texts per forward pass of the embedder, after sorting by token length. Unset: 16 on
     CPU (least padding; fastest here), 128 on a GPU."""
+    cpu_threads: int | None = None
+    """CPU threads of this process's embedder. Unset: every core it may use; ``up --workers
+    N`` gives each worker cores / N so that N workers share the cores instead of fighting."""
     batch_within_s: float = 2.0
     """Longest wait to fill a batch."""
     top_k: int = 5

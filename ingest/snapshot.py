@@ -255,13 +255,25 @@ def _versions(value: object) -> dict[int, datetime]:
     return versions
 
 
+_MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, start=1)}
+
+
 def _version_date(text: str) -> datetime:
-    """Both spellings seen in the data, as aware UTC datetimes."""
+    """Both spellings seen in the data, as aware UTC datetimes. The two exact shapes the
+    snapshot uses are parsed by hand (strptime and the email parser cost a quarter of the
+    reader's time); anything else goes to the general parsers."""
     text = text.strip()
     if text[:4].isdigit():  # arXiv DB: "2007-04-02 19:18:42", zone unstated -> UTC
-        value = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
-    else:  # Kaggle / .abs: "Mon, 2 Apr 2007 19:18:42 GMT"
-        value = parsedate_to_datetime(text)
+        value = datetime.fromisoformat(text)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    parts = text.split()  # Kaggle / .abs: "Mon, 2 Apr 2007 19:18:42 GMT"
+    if len(parts) == 6 and parts[5] == "GMT" and parts[2] in _MONTHS and len(parts[4]) == 8:
+        hh, mm, ss = parts[4].split(":")
+        return datetime(
+            int(parts[3]), _MONTHS[parts[2]], int(parts[1]), int(hh), int(mm), int(ss), tzinfo=UTC
+        )
+    value = parsedate_to_datetime(text)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -68,8 +68,11 @@ class PaperClassifier:
         batch_size: int | None = None,
         with_embedder: bool = True,
         variant: str | None = None,
+        num_threads: int | None = None,
     ) -> PaperClassifier:
         """Read ``model_dir``; ModelNotFoundError / ModelFormatError say how to make one.
+        ``num_threads``: CPU threads for the embedder (default: every core this process may
+        use; ``up --workers N`` gives each worker its share).
 
         ``with_embedder=False`` loads heads only (for ``predict_embeddings``; a fine-tuned
         encoder is a head, so it is loaded all the same);
@@ -86,7 +89,11 @@ class PaperClassifier:
             resolved = resolve_device(device)
             chosen = serving_variant(variant or config.embedder.variant, resolved, config.version)
             embedder = Embedder(
-                config.embedder.name, device=resolved, variant=chosen, batch_size=batch_size
+                config.embedder.name,
+                device=resolved,
+                variant=chosen,
+                batch_size=batch_size,
+                num_threads=num_threads,
             )
             if embedder.dim != config.embedder.dim:
                 raise ModelFormatError(

@@ -6,11 +6,12 @@ without one fails at start-up with a ConfigError instead of on its first batch.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from core.errors import ConfigError
+from core.machine import available_cpus
+
+__all__ = ["available_cpus", "resolve_device"]
 
 
 def resolve_device(requested: str) -> str:
@@ -41,11 +42,3 @@ def resolve_device(requested: str) -> str:
             )
         return requested
     raise ConfigError(f"unknown device {requested!r}; expected auto, cpu, cuda[:N] or mps")
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (cgroup/affinity aware where the OS says)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)

@@ -76,12 +76,20 @@ def list_versions(models_dir: Path) -> list[str]:
 
 
 def load_version(
-    models_dir: Path, version: str, *, device: str, batch_size: int | None
+    models_dir: Path,
+    version: str,
+    *,
+    device: str,
+    batch_size: int | None,
+    num_threads: int | None = None,
 ) -> PaperClassifier:
     """The bundle of ``version`` under ``models_dir``, ready to serve: what the worker and
     the API load when the database names a promoted version."""
     from models.classifier import PaperClassifier  # torch loads only here
 
     return PaperClassifier.load(
-        version_dir(models_dir, version), device=device, batch_size=batch_size
+        version_dir(models_dir, version),
+        device=device,
+        batch_size=batch_size,
+        num_threads=num_threads,
     )

@@ -40,6 +40,7 @@ def build_worker(
             version,
             device=settings.device,
             batch_size=settings.embed_batch_size,
+            num_threads=settings.cpu_threads,
         )
 
     holder = ModelHolder(

@@ -337,3 +337,28 @@ def test_a_file_with_no_record_at_all_is_refused(tmp_path: Path) -> None:
     html.write_text("<!doctype html>\n<html><body>Not found</body></html>\n")
     with pytest.raises(FeedParseError, match="not a Kaggle-format snapshot"):
         list(read_snapshot(html))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Mon, 2 Apr 2007 19:18:42 GMT",
+        "Tue, 31 Dec 1991 23:59:59 GMT",
+        "  Wed, 1 Jan 2025 00:00:00 GMT ",
+        "2007-04-02 19:18:42",
+        "Mon, 2 Apr 2007 19:18:42 +0200",  # not the snapshot's shape: the general parser
+        "2 Apr 2007 19:18:42 GMT",
+    ],
+)
+def test_the_fast_date_path_agrees_with_the_general_parsers(text: str) -> None:
+    from email.utils import parsedate_to_datetime
+
+    from ingest.snapshot import _version_date
+
+    stripped = text.strip()
+    if stripped[:4].isdigit():
+        expected = datetime.strptime(stripped, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    else:
+        expected = parsedate_to_datetime(stripped).astimezone(UTC)
+    assert _version_date(text) == expected
+    assert _version_date(text).tzinfo == UTC

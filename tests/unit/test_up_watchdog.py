@@ -71,3 +71,21 @@ def test_recovery_is_retried_and_kafka_children_start_again(
     assert outcomes == [] and broker.restarts == 1
     watch(children)  # done: nothing more
     assert outcomes == []
+
+
+def test_workers_divide_the_cores_and_get_their_own_metrics_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(up, "available_cpus", lambda: 8)
+    settings = Settings(worker_metrics_port=9101)
+    envs = [up.worker_env(settings, i, 3) for i in range(3)]
+    assert [e["ARXIV_STREAM_CPU_THREADS"] for e in envs] == ["2", "2", "2"]  # 8 // 3
+    assert [e["ARXIV_STREAM_WORKER_METRICS_PORT"] for e in envs] == ["9101", "9102", "9103"]
+    assert (
+        up.worker_env(Settings(worker_metrics_port=0), 1, 4)["ARXIV_STREAM_WORKER_METRICS_PORT"]
+        == "0"
+    )
+    monkeypatch.setattr(up, "available_cpus", lambda: 2)
+    assert up.worker_env(settings, 0, 4)["ARXIV_STREAM_CPU_THREADS"] == "1"  # at least one
+    pinned = Settings(cpu_threads=3)
+    assert up.worker_env(pinned, 0, 2)["ARXIV_STREAM_CPU_THREADS"] == "3"  # a setting wins
