@@ -362,3 +362,17 @@ def test_the_fast_date_path_agrees_with_the_general_parsers(text: str) -> None:
         expected = parsedate_to_datetime(stripped).astimezone(UTC)
     assert _version_date(text) == expected
     assert _version_date(text).tzinfo == UTC
+
+
+def test_clean_text_fast_path_equals_splitting_on_every_whitespace() -> None:
+    import random
+    import string
+
+    from ingest.text import clean_text
+
+    rng = random.Random(7)
+    alphabet = string.printable + "\u00a0\u2003\u3000é\x1c\x1f"
+    cases = ["a  b", "a\x0cb", " x ", "plain text", "", " ", "\x1cx\x1d", "a\u00a0b"]
+    cases += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(5000)]
+    for text in cases:
+        assert clean_text(text) == (" ".join(text.split()) or None), repr(text)
