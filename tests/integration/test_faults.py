@@ -1,6 +1,10 @@
 """The fault tier (issue 8): real faults on the real pipeline, each asserting that nothing is
 lost and measuring the recovery. Run by `make test` (marker ``faults``).
 
+Poison messages and a SIGKILLed worker while `up` replays the real feed: every poison is
+dead-lettered with reason ``decode`` (recorded in ``dead_letters``), the supervisor starts
+the worker again, and every feed paper is labelled once with every label on the topic.
+
 The embedded broker is SIGKILLed while `up` replays the real feed: `up` restarts it on the
 same port, recreates the topics, republishes the papers the lost topic held, restarts the
 workers and has them re-send every label, so that every feed paper ends in
@@ -100,6 +104,110 @@ def test_broker_killed_mid_feed_loses_nothing(shared_data: Path, data_dir: Path)
             f"\nbroker SIGKILL with {labelled_at_kill}/{len(distinct)} labelled: every paper "
             f"labelled {labelled_s:.0f}s later, classified-papers whole {whole_s:.0f}s later"
         )
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(90) == 0, log.read_text()[-3000:]
+
+
+POISONS = {
+    "not-json": b"{this is not json",
+    "bad-utf8": b'{"arxiv_id": "\xff\xfe"}',
+    "version-out-of-range": (
+        b'{"arxiv_id": "2499.00001", "version": 2147483648, "title": "t", "categories": ["cs.LG"],'
+        b' "source": "rss"}'
+    ),
+    "title-over-limit": (
+        b'{"arxiv_id": "2499.00002", "version": 1, "title": "' + b"x" * 3000 + b'",'
+        b' "categories": ["cs.LG"], "source": "rss"}'
+    ),
+}
+
+
+def _publish_poisons(bootstrap: str, topic: str) -> None:
+    import asyncio
+
+    from broker.client import producer
+    from core.settings import load_settings
+
+    settings = load_settings(kafka_bootstrap_servers=bootstrap)
+
+    async def send() -> None:
+        async with producer(settings) as kafka:
+            for name, value in POISONS.items():
+                await kafka.send_and_wait(topic, key=name.encode(), value=value)
+            await kafka.send_and_wait(topic, key=None, value=b"[1, 2, 3]")  # no key, a list
+
+    asyncio.run(send())
+
+
+def test_poison_messages_and_a_killed_worker_lose_nothing(
+    shared_data: Path, data_dir: Path
+) -> None:
+    import psutil
+
+    snapshot = data_dir / "train.jsonl.gz"
+    with gzip.open(shared_data / SAMPLE, "rt") as src, gzip.open(snapshot, "wt") as dst:
+        dst.writelines(line for i, line in enumerate(src) if i % 10 == 0)
+    feed = shared_data / FEED
+    distinct = {p.arxiv_id for p in parse_rss(feed.read_bytes())}
+    env = base_env(
+        ARXIV_STREAM_DATA_DIR=str(data_dir),
+        ARXIV_STREAM_API_PORT=str(free_port()),
+        ARXIV_STREAM_WORKER_METRICS_PORT="0",
+        ARXIV_STREAM_INGESTER_METRICS_PORT="0",
+    )
+    cli(env, "train", "--snapshot", str(snapshot), "--head", "logreg", "--no-text-head")
+    url = cli(env, "db", "url").stdout.strip()
+    log = data_dir / "up.log"
+    up = start_cli(env, log, "up", "--replay", str(feed))
+    try:
+        wait_for(
+            lambda: _count(url, "SELECT count(*) FROM labels") >= 100,
+            timeout=600, what="the first labels", log=log,
+        )  # fmt: skip
+        services = orjson.loads((data_dir / "run" / "services.json").read_bytes())
+        _publish_poisons(services["kafka_bootstrap"], "arxiv-papers")
+        workers = [
+            child for child in psutil.Process(up.pid).children()
+            if "worker" in child.cmdline()
+        ]  # fmt: skip
+        assert len(workers) == 1, workers
+        killed = time.monotonic()
+        workers[0].kill()
+
+        wait_for(
+            lambda: _count(url, "SELECT count(*) FROM latest_labels") == len(distinct),
+            timeout=900, what="every feed paper labelled after the worker was killed", log=log,
+        )  # fmt: skip
+        labelled_s = time.monotonic() - killed
+        wait_for(
+            lambda: _count(url, "SELECT count(*) FROM dead_letters") == len(POISONS) + 1,
+            timeout=300, what="every poison dead-lettered", log=log,
+        )  # fmt: skip
+        reasons = _psql(url, "SELECT DISTINCT reason FROM dead_letters")
+        assert reasons == "decode"
+        keys = set(_psql(url, "SELECT coalesce(key, '-') FROM dead_letters").split())
+        assert keys == {*POISONS, "-"}
+        rows = _count(url, "SELECT count(*) FROM labels")
+        unique = _count(
+            url, "SELECT count(DISTINCT (arxiv_id, version, model_version)) FROM labels"
+        )
+        assert rows == unique == len(distinct)  # no duplicate label rows, no poison labelled
+        wait_for(
+            lambda: _count(url, "SELECT count(*) FROM labels WHERE published_at IS NULL") == 0,
+            timeout=600, what="every label sent", log=log,
+        )  # fmt: skip
+        tailed = cli(env, "tail", "--from-beginning", "--json", "--idle-exit", "8").stdout
+        assert {orjson.loads(line)["arxiv_id"] for line in tailed.splitlines()} == distinct
+        dead = cli(
+            env, "tail", "--topic", "arxiv-papers-dead-letter", "--from-beginning", "--json",
+            "--idle-exit", "8",
+        ).stdout  # fmt: skip
+        assert (
+            len({orjson.loads(line)["payload_sha256"] for line in dead.splitlines()})
+            == len(POISONS) + 1
+        )
+        print(f"\nworker SIGKILL: every feed paper labelled {labelled_s:.0f}s later")
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(90) == 0, log.read_text()[-3000:]
