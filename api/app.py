@@ -29,9 +29,8 @@ from api.predict import PredictionBatcher
 from api.routes import STATIC_DIR, router
 from core.errors import ModelNotFoundError, StorageError
 from core.settings import Settings
-from db import repository
 from db.engine import create_async_engine_for
-from stream.model_holder import ModelHolder
+from stream.model_holder import promoted_model_holder
 from stream.pipeline import Classifier
 
 log = logging.getLogger(__name__)
@@ -39,33 +38,10 @@ log = logging.getLogger(__name__)
 Loader = Callable[[str], Classifier]
 
 
-def _default_loader(settings: Settings) -> Loader:
-    def load(version: str) -> Classifier:
-        from models.registry import load_version
-
-        return load_version(
-            settings.models_dir,
-            version,
-            device=settings.device,
-            batch_size=settings.embed_batch_size,
-            num_threads=settings.cpu_threads,
-        )
-
-    return load
-
-
 def create_app(settings: Settings, database_url: str, *, loader: Loader | None = None) -> FastAPI:
     engine: AsyncEngine = create_async_engine_for(database_url)
 
-    async def promoted() -> str | None:
-        async with engine.connect() as conn:
-            return await repository.promoted_version(conn)
-
-    holder = ModelHolder(
-        promoted_version=promoted,
-        loader=loader or _default_loader(settings),
-        poll_interval_s=settings.model_poll_interval_s,
-    )
+    holder = promoted_model_holder(settings, engine, loader=loader)
     batcher = PredictionBatcher(holder.current, max_texts=settings.api_max_papers_per_call)
 
     @asynccontextmanager

@@ -3,11 +3,7 @@ Names are listed in the README."""
 
 from __future__ import annotations
 
-import logging
-
-from prometheus_client import Counter, start_http_server
-
-log = logging.getLogger(__name__)
+from prometheus_client import Counter
 
 SEEN = Counter("arxiv_stream_ingest_seen_papers_total", "Papers read from a feed or snapshot")
 PUBLISHED = Counter(
@@ -18,14 +14,3 @@ REPUBLISHED = Counter(
 )
 DELETED = Counter("arxiv_stream_ingest_deleted_papers_total", "Stored papers arXiv deleted")
 POLL_FAILURES = Counter("arxiv_stream_ingest_poll_failures_total", "Polls that failed")
-
-
-def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """Expose the metrics on 127.0.0.1:``port``; 0 turns them off (a busy port is logged)."""
-    if port <= 0:
-        return
-    try:
-        start_http_server(port, addr=host)
-        log.info("metrics at http://%s:%d/metrics", host, port)
-    except OSError as exc:
-        log.warning("metrics port %d unavailable (%s): metrics off", port, exc)

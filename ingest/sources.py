@@ -12,9 +12,9 @@ from typing import Literal
 
 from broker.client import ensure_topics, producer
 from core.clock import utc_now
+from core.metrics_server import serve_metrics
 from core.settings import Settings
 from db.engine import create_async_engine_for
-from ingest import metrics
 from ingest.oai_sets import OAIRequest
 from ingest.service import Ingester, IngestStats, run_forever
 
@@ -113,7 +113,7 @@ async def run_ingest(
             poll = make_poll(settings, ingester, source)
             if not loop:
                 return await poll()
-            metrics.serve_metrics(settings.ingester_metrics_port, settings.metrics_host)
+            serve_metrics(settings.ingester_metrics_port, settings.metrics_host)
             await run_forever(
                 poll,
                 ingester,

@@ -3,11 +3,7 @@ Names are listed in the README."""
 
 from __future__ import annotations
 
-import logging
-
-from prometheus_client import Counter, Histogram, Info, start_http_server
-
-log = logging.getLogger(__name__)
+from prometheus_client import Counter, Histogram, Info
 
 CLASSIFIED = Counter("arxiv_stream_worker_classified_papers_total", "Papers labelled and stored")
 DEAD_LETTERS = Counter(
@@ -35,15 +31,3 @@ MODEL_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
 )
 MODEL = Info("arxiv_stream_worker_model", "The model version in use")
-
-
-def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """Expose the metrics on 127.0.0.1:``port``; 0 turns them off. A port in use is logged,
-    not fatal: the worker matters more than its metrics."""
-    if port <= 0:
-        return
-    try:
-        start_http_server(port, addr=host)
-        log.info("metrics at http://%s:%d/metrics", host, port)
-    except OSError as exc:
-        log.warning("metrics port %d unavailable (%s): metrics off", port, exc)

@@ -12,7 +12,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from core.errors import ModelNotFoundError
+from core.settings import Settings
+from db import repository
 from models.registry import NO_MODEL_HELP
 from stream.pipeline import Classifier
 
@@ -79,3 +83,32 @@ class ModelHolder:
         model = await loop.run_in_executor(None, self._loader, version)
         log.info("model %s loaded", model.version)
         return model
+
+
+def promoted_model_holder(
+    settings: Settings, engine: AsyncEngine, *, loader: Loader | None = None
+) -> ModelHolder:
+    """The holder the worker and the API use: the promoted version as the database says
+    (through ``engine``), loaded from the registry directory (models.registry), swapped
+    at most every ``model_poll_interval_s``. ``loader`` replaces the loading (tests)."""
+
+    async def promoted() -> str | None:
+        async with engine.connect() as conn:
+            return await repository.promoted_version(conn)
+
+    def load(version: str) -> Classifier:
+        from models.registry import load_version  # torch loads only here
+
+        return load_version(
+            settings.models_dir,
+            version,
+            device=settings.device,
+            batch_size=settings.embed_batch_size,
+            num_threads=settings.cpu_threads,
+        )
+
+    return ModelHolder(
+        promoted_version=promoted,
+        loader=loader or load,
+        poll_interval_s=settings.model_poll_interval_s,
+    )

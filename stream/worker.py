@@ -11,16 +11,15 @@ import faust
 
 from core.clock import utc_now
 from core.errors import ModelNotFoundError
+from core.metrics_server import serve_metrics
 from core.settings import Settings
 from db import repository
 from db.engine import create_async_engine_for, run_sync
-from models.classifier import PaperClassifier
-from models.registry import NO_MODEL_HELP, load_version
+from models.registry import NO_MODEL_HELP
 from stream.agent import register_classifier
 from stream.app import create_app
 from stream.delivery import resend_unpublished
-from stream.metrics import serve_metrics
-from stream.model_holder import ModelHolder
+from stream.model_holder import promoted_model_holder
 
 log = logging.getLogger(__name__)
 
@@ -30,24 +29,7 @@ def build_worker(
 ) -> faust.Worker:
     engine = create_async_engine_for(database_url)
 
-    async def lookup() -> str | None:
-        async with engine.connect() as conn:
-            return await repository.promoted_version(conn)
-
-    def load(version: str) -> PaperClassifier:
-        return load_version(
-            settings.models_dir,
-            version,
-            device=settings.device,
-            batch_size=settings.embed_batch_size,
-            num_threads=settings.cpu_threads,
-        )
-
-    holder = ModelHolder(
-        promoted_version=lookup,
-        loader=load,
-        poll_interval_s=settings.model_poll_interval_s,
-    )
+    holder = promoted_model_holder(settings, engine)
     app = create_app(settings, web_port=web_port)
     vectors = run_sync(database_url, repository.has_vector_store)
     if not vectors:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import subprocess
 import sys
@@ -117,3 +118,10 @@ def base_env(**values: str) -> dict[str, str]:
     env.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     env.update(values)
     return env
+
+
+def subset_snapshot(src: Path, dst: Path, every: int) -> Path:
+    """Every ``every``-th line of a gzipped Kaggle-format file (real papers, fewer of them)."""
+    with gzip.open(src, "rt") as fin, gzip.open(dst, "wt") as fout:
+        fout.writelines(line for i, line in enumerate(fin) if i % every == 0)
+    return dst

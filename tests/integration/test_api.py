@@ -5,7 +5,6 @@ pgvector, the swap on promotion, the token, and the metrics."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,20 +25,13 @@ from db.repository import LabelRow
 from ingest.snapshot import read_snapshot
 from lifecycle.registry import Registry
 from lifecycle.train import TrainOptions, train_and_register
+from tests.integration.stack import subset_snapshot
 
 pytestmark = pytest.mark.integration
 
 SAMPLE = "arxiv-sample/arxiv-metadata-sample.jsonl.gz"
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 LOGREG = TrainOptions(head="logreg", text_head=False)
-
-
-def _subset(src: Path, dst: Path, every: int) -> Path:
-    with gzip.open(src, "rt") as fin, gzip.open(dst, "wt") as fout:
-        for i, line in enumerate(fin):
-            if i % every == 0:
-                fout.write(line)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +43,7 @@ def trained(
     url = pg_database()
     migrate.upgrade(url)
     settings = Settings(data_dir=data, device="cpu", model_poll_interval_s=0.0)
-    small = _subset(shared_data / SAMPLE, data / "small.jsonl.gz", 15)
+    small = subset_snapshot(shared_data / SAMPLE, data / "small.jsonl.gz", 15)
     first = train_and_register(settings, Registry(settings, url), small, LOGREG, now=T0)
     return settings, url, first.result.version, small
 

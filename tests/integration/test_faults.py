@@ -13,7 +13,6 @@ workers and has them re-send every label, so that every feed paper ends in
 
 from __future__ import annotations
 
-import gzip
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 
 from broker.embedded import free_port
 from ingest.rss import parse_rss
-from tests.integration.stack import base_env, cli, start_cli, wait_for
+from tests.integration.stack import base_env, cli, start_cli, subset_snapshot, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -52,12 +51,13 @@ def _count(url: str, sql: str) -> int:
     return int(found) if found.isdigit() else -1
 
 
-def test_broker_killed_mid_feed_loses_nothing(shared_data: Path, data_dir: Path) -> None:
-    snapshot = data_dir / "train.jsonl.gz"
-    with gzip.open(shared_data / SAMPLE, "rt") as src, gzip.open(snapshot, "wt") as dst:
-        dst.writelines(line for i, line in enumerate(src) if i % 10 == 0)
+def _up_with_a_model(
+    shared_data: Path, data_dir: Path
+) -> tuple[dict[str, str], str, Path, subprocess.Popen[bytes], set[str]]:
+    """A small model trained into ``data_dir``, then ``up --replay`` of the real feed:
+    (env, database URL, up's log, the up process, the feed's distinct ids)."""
+    snapshot = subset_snapshot(shared_data / SAMPLE, data_dir / "train.jsonl.gz", every=10)
     feed = shared_data / FEED
-    distinct = {p.arxiv_id for p in parse_rss(feed.read_bytes())}
     env = base_env(
         ARXIV_STREAM_DATA_DIR=str(data_dir),
         ARXIV_STREAM_API_PORT=str(free_port()),
@@ -68,6 +68,11 @@ def test_broker_killed_mid_feed_loses_nothing(shared_data: Path, data_dir: Path)
     url = cli(env, "db", "url").stdout.strip()  # the embedded server on disk in data_dir
     log = data_dir / "up.log"
     up = start_cli(env, log, "up", "--replay", str(feed))
+    return env, url, log, up, {p.arxiv_id for p in parse_rss(feed.read_bytes())}
+
+
+def test_broker_killed_mid_feed_loses_nothing(shared_data: Path, data_dir: Path) -> None:
+    env, url, log, up, distinct = _up_with_a_model(shared_data, data_dir)
     try:
         wait_for(
             lambda: _count(url, "SELECT count(*) FROM labels") >= 100,
@@ -145,21 +150,7 @@ def test_poison_messages_and_a_killed_worker_lose_nothing(
 ) -> None:
     import psutil
 
-    snapshot = data_dir / "train.jsonl.gz"
-    with gzip.open(shared_data / SAMPLE, "rt") as src, gzip.open(snapshot, "wt") as dst:
-        dst.writelines(line for i, line in enumerate(src) if i % 10 == 0)
-    feed = shared_data / FEED
-    distinct = {p.arxiv_id for p in parse_rss(feed.read_bytes())}
-    env = base_env(
-        ARXIV_STREAM_DATA_DIR=str(data_dir),
-        ARXIV_STREAM_API_PORT=str(free_port()),
-        ARXIV_STREAM_WORKER_METRICS_PORT="0",
-        ARXIV_STREAM_INGESTER_METRICS_PORT="0",
-    )
-    cli(env, "train", "--snapshot", str(snapshot), "--head", "logreg", "--no-text-head")
-    url = cli(env, "db", "url").stdout.strip()
-    log = data_dir / "up.log"
-    up = start_cli(env, log, "up", "--replay", str(feed))
+    env, url, log, up, distinct = _up_with_a_model(shared_data, data_dir)
     try:
         wait_for(
             lambda: _count(url, "SELECT count(*) FROM labels") >= 100,

@@ -4,7 +4,6 @@ the new version without a restart, and ``relabel`` through the stream."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from collections.abc import Callable
@@ -13,20 +12,20 @@ from pathlib import Path
 import pytest
 
 from ingest.rss import parse_rss
-from tests.integration.stack import cli, query, start_cli, stop, wait_for, worker_env
+from tests.integration.stack import (
+    cli,
+    query,
+    start_cli,
+    stop,
+    subset_snapshot,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = pytest.mark.integration
 
 FEED = "rss/aioarxiv-2024-11-28/rss_all-archives_2024-11-28.xml"
 SAMPLE = "arxiv-sample/arxiv-metadata-sample.jsonl.gz"
-
-
-def _subset(src: Path, dst: Path, every: int) -> Path:
-    with gzip.open(src, "rt") as fin, gzip.open(dst, "wt") as fout:
-        for i, line in enumerate(fin):
-            if i % every == 0:
-                fout.write(line)
-    return dst
 
 
 def _feed_slice(feed: Path, dst: Path, start: int, stop_: int) -> set[str]:
@@ -54,8 +53,8 @@ def test_train_retrain_hot_swap_and_relabel(
     db = pg_database()
     env = worker_env(tmp_path, db, kafka_bootstrap)
     sample = shared_data / SAMPLE
-    small = _subset(sample, tmp_path / "small.jsonl.gz", every=15)  # ~350 papers
-    large = _subset(sample, tmp_path / "large.jsonl.gz", every=5)  # ~1,050, includes small
+    small = subset_snapshot(sample, tmp_path / "small.jsonl.gz", every=15)  # ~350 papers
+    large = subset_snapshot(sample, tmp_path / "large.jsonl.gz", every=5)  # ~1,050, includes small
 
     first = _version(cli(env, "train", "--snapshot", str(small), "--head", "logreg").stdout)
     again = _version(cli(env, "train", "--snapshot", str(small), "--head", "logreg").stdout)

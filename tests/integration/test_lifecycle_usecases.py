@@ -6,7 +6,6 @@ deletion."""
 from __future__ import annotations
 
 import asyncio
-import gzip
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from lifecycle.registry import Registry
 from lifecycle.relabel import publish_for_relabel
 from lifecycle.retrain import RetrainOptions, retrain_once
 from lifecycle.train import TrainOptions, train_and_register
+from tests.integration.stack import subset_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +36,6 @@ SAMPLE = "arxiv-sample/arxiv-metadata-sample.jsonl.gz"
 OAI_PAGE = "oai-pmh/paperhive-oai-pmh-2018/ListRecords_arXiv_2015-01-01_2015-01-03.xml"
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 LOGREG = TrainOptions(head="logreg", text_head=False)
-
-
-def _subset(src: Path, dst: Path, every: int) -> Path:
-    with gzip.open(src, "rt") as fin, gzip.open(dst, "wt") as fout:
-        for i, line in enumerate(fin):
-            if i % every == 0:
-                fout.write(line)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +54,7 @@ def registry(pg_database: Callable[[], str], cache_dir: Path) -> Registry:
 
 @pytest.fixture(scope="module")
 def small(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _subset(shared_data / SAMPLE, tmp_path_factory.mktemp("snap") / "s.jsonl.gz", 15)
+    return subset_snapshot(shared_data / SAMPLE, tmp_path_factory.mktemp("snap") / "s.jsonl.gz", 15)
 
 
 def test_train_register_promote_describe(registry: Registry, small: Path) -> None:
@@ -107,7 +99,7 @@ def test_evaluate_then_retrain_through_the_gate(
     metrics = evaluate_version(registry, incumbent, test_part)
     assert metrics["model_version"] == incumbent and metrics["n"] == len(test_part)
 
-    larger = _subset(shared_data / SAMPLE, tmp_path / "l.jsonl.gz", 7)
+    larger = subset_snapshot(shared_data / SAMPLE, tmp_path / "l.jsonl.gz", 7)
     options = RetrainOptions(train=LOGREG, margin=1.0, include_ingested=False)
     decision = retrain_once(settings, registry, larger, options, now=T0 + timedelta(days=1))
     challenger = decision["challenger"]
