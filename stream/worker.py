@@ -1,6 +1,6 @@
 """Run one classification worker: ``arxiv-stream worker`` (also started by ``up``).
 
-Refuses to start when no model is promoted, with a message that says how to make one.
+The command refuses to start when no model is promoted, saying how to make one.
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ import logging
 import faust
 
 from core.clock import utc_now
-from core.errors import ModelNotFoundError
 from core.metrics_server import serve_metrics
 from core.settings import Settings
 from db import repository
 from db.engine import create_async_engine_for, run_sync
-from models.registry import NO_MODEL_HELP
 from stream.agent import register_classifier
 from stream.app import create_app
 from stream.delivery import resend_unpublished
@@ -68,8 +66,7 @@ def build_worker(
 
 
 def run_worker(settings: Settings, database_url: str) -> None:
-    """Blocks until SIGINT/SIGTERM."""
-    if run_sync(database_url, repository.promoted_version) is None:
-        raise ModelNotFoundError(NO_MODEL_HELP)
+    """Blocks until SIGINT/SIGTERM. The caller (``arxiv-stream worker``) has checked the
+    schema and that a model is promoted, before any broker is looked for."""
     serve_metrics(settings.worker_metrics_port, settings.metrics_host)
     build_worker(settings, database_url).execute_from_commandline()
