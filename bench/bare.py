@@ -1,4 +1,5 @@
-"""The baseline: the model alone, in this process, in the worker's batch size.
+"""The baselines, in this process, in the worker's batch size: the model alone
+(``BareInference``), and the worker's whole work per batch apart from Kafka (``BareWorker``).
 
 Over the same texts, after one untimed warm-up batch, each batch is run two ways:
   predict   ``PaperClassifier.predict_texts``: what the worker's executor runs (baseline)
@@ -12,13 +13,18 @@ baselines disagree, the machine was not idle and the ratios are not to be truste
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.common import batches, rate
+from core.clock import utc_now
+from core.schemas import Paper, encode
+from db.engine import create_async_engine_for
 from models.classifier import PaperClassifier
+from stream.pipeline import RawMessage, classify_batch
 
 TOP_K = 5
 """The worker's default ``ARXIV_STREAM_TOP_K``: predictions carry the same top-k."""
@@ -81,3 +87,42 @@ class BareInference:
         """papers/s of the baseline alone (``predict_texts`` per batch), already warm."""
         seconds = sum(self._predict(chunk) for chunk in batches(texts, self.batch_size))
         return round(rate(len(texts), seconds), 2)
+
+
+class BareWorker:
+    """The worker's own work per batch, without Kafka: the baseline the pipeline is held to.
+
+    Per batch of the worker's size, as ``stream.agent`` does it, serially: decode the
+    messages and classify them (``stream.pipeline.classify_batch``), then one transaction
+    that upserts the papers and labels and reads which are unsent (``write_batch``), then
+    the published mark. Into its own PostgreSQL (``database_url``, migrated, the model
+    registered). Each round writes the same keys again: upserts, as a replay would."""
+
+    def __init__(self, classifier: PaperClassifier, database_url: str, *, batch_size: int) -> None:
+        self.classifier = classifier
+        self.database_url = database_url
+        self.batch_size = batch_size
+
+    def papers_per_s(self, papers: Sequence[Paper]) -> float:
+        return asyncio.run(self._run(papers))
+
+    async def _run(self, papers: Sequence[Paper]) -> float:
+        from stream.agent import label_key, mark_published, write_batch  # the worker's own code
+
+        messages = [RawMessage(p.arxiv_id, encode(p)) for p in papers]
+        engine = create_async_engine_for(self.database_url)
+        try:
+            start = time.perf_counter()
+            for chunk in batches(messages, self.batch_size):
+                result = classify_batch(
+                    chunk, self.classifier, topic="bench", top_k=TOP_K, clock=utc_now
+                )
+                unsent = await write_batch(engine, result.classified, result.papers, utc_now())
+                await mark_published(
+                    engine, [label_key(c) for c in result.classified if label_key(c) in unsent],
+                    utc_now(),
+                )  # fmt: skip
+            seconds = time.perf_counter() - start
+        finally:
+            await engine.dispose()
+        return round(rate(len(papers), seconds), 2)

@@ -34,6 +34,8 @@ from db.embedded import EmbeddedPostgres
 from db.engine import create_async_engine_for
 from ingest.service import Ingester
 
+SINGLE_EVERY_S = 1.0
+"""One single paper a second at most, each after the previous one's label: a light rate."""
 POLL_S = 0.1
 """How often the labels table is counted: well under the run's resolution (seconds)."""
 
@@ -57,12 +59,14 @@ def run_pipeline(
     papers: Sequence[Paper],
     warmup: Paper,
     *,
+    singles: Sequence[Paper] = (),
     work: Path,
     batch_size: int,
     device: str,
     timeout_s: float,
 ) -> dict[str, Any]:
-    """Start everything under ``work``, push ``papers`` through, stop everything.
+    """Start everything under ``work``, push ``papers`` through, then ``singles`` one at a
+    time (latency), stop everything.
 
     Stop order on every exit path: worker (SIGTERM, then SIGKILL), our own Kafka clients
     (closed when ``asyncio.run`` returns), Tansu, PostgreSQL last; Tansu waits for
@@ -81,7 +85,7 @@ def run_pipeline(
     }
     with EmbeddedPostgres(work / "pgdata") as pg:
         migrate.upgrade(pg.url)
-        asyncio.run(_register(pg.url, model))
+        register_model(pg.url, model)
         with EmbeddedKafka(log_path=work / "tansu.log") as kafka:
             settings = load_settings(kafka_bootstrap_servers=kafka.bootstrap_servers, **values)
             asyncio.run(ensure_topics(settings))
@@ -91,11 +95,16 @@ def run_pipeline(
             worker = _start_worker(env, log_path)
             try:
                 run = _Run(settings, model.version, worker, log_path, started, timeout_s)
-                result = asyncio.run(run.drive(pg.url, papers, warmup))
+                result = asyncio.run(run.drive(pg.url, papers, warmup, singles))
             finally:
                 _stop(worker)
             result["worker_dead_letters"] = _count_lines(log_path, "dead-lettered a message")
             return result
+
+
+def register_model(database_url: str, model: BenchModel) -> None:
+    """Register ``model`` in the database at ``database_url`` and promote it."""
+    asyncio.run(_register(database_url, model))
 
 
 async def _register(database_url: str, model: BenchModel) -> None:
@@ -182,7 +191,11 @@ class _Run:
         self.deadline = time.monotonic() + timeout_s
 
     async def drive(
-        self, database_url: str, papers: Sequence[Paper], warmup: Paper
+        self,
+        database_url: str,
+        papers: Sequence[Paper],
+        warmup: Paper,
+        singles: Sequence[Paper] = (),
     ) -> dict[str, Any]:
         engine = create_async_engine_for(database_url)
         try:
@@ -207,6 +220,7 @@ class _Run:
                     classified_s = await asyncio.wait_for(reader, remaining) - t0
                 finally:
                     reader.cancel()
+                latencies = await self._single_latencies(ingester, singles)
         finally:
             await engine.dispose()
         end_to_end_s = max(labels_s, classified_s)
@@ -220,7 +234,36 @@ class _Run:
             "classified_on_topic_s": round(classified_s, 3),
             "end_to_end_s": round(end_to_end_s, 3),
             "end_to_end_papers_per_s": round(rate(n, end_to_end_s), 2),
+            "single_paper_latencies_s": [round(x, 4) for x in latencies],
         }
+
+    async def _single_latencies(
+        self, ingester: Ingester, singles: Sequence[Paper], every_s: float = SINGLE_EVERY_S
+    ) -> list[float]:
+        """Seconds from handing each paper to the ingester (store, publish) until its label
+        is on the classified topic, one paper at a time at a light rate: the stream is idle
+        whenever a paper arrives, so this is what a lone paper waits."""
+        consumer = make_consumer(
+            self.settings, self.settings.topic_classified, group_id=None,
+            enable_auto_commit=False, auto_offset_reset="latest", fetch_max_wait_ms=20,
+        )  # fmt: skip
+        await consumer.start()
+        latencies: list[float] = []
+        try:
+            await consumer.getmany(timeout_ms=500)  # assigned, at the end of the topic
+            for paper in singles:
+                started = time.perf_counter()
+                await ingester.ingest([paper])
+                while True:
+                    found = await consumer.getmany(timeout_ms=20)
+                    if any(r.key == paper.arxiv_id.encode() for rs in found.values() for r in rs):
+                        latencies.append(time.perf_counter() - started)
+                        break
+                    self._check(f"the label of single paper {paper.arxiv_id}")
+                await asyncio.sleep(max(0.0, every_s - latencies[-1]))
+        finally:
+            await consumer.stop()
+        return latencies
 
     async def _wait_for_labels(self, engine: AsyncEngine, count: int, what: str) -> float:
         """perf_counter() at the first poll that sees ``count`` label rows of our model."""

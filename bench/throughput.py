@@ -1,16 +1,19 @@
-"""Throughput of the pipeline against bare model inference, in one run.
+"""Throughput and latency of the pipeline against the worker's own work without Kafka, in
+one run, interleaved so that load swings on a shared machine cancel.
 
-    python -m bench.throughput [--papers N] [--max-train N] [--model-dir DIR]
+    python -m bench.throughput [--papers N] [--rounds R] [--singles K] [--model-dir DIR]
                                [--out bench/results/throughput.json]
 
-1. bare inference (bench/bare.py): the model alone over the N distinct papers of the real
-   all-archives RSS feed of 28 Nov 2024, in the worker's batch size: papers/s, plus
-   embedding alone and heads alone (the baseline is timed again after step 2: the ratio
-   uses the mean, and a drift between the two says the machine was not idle);
-2. the full pipeline (bench/pipeline.py) on embedded PostgreSQL + Tansu + one worker
-   subprocess: ingest-only time, and end-to-end papers/s until all N labels are in
-   PostgreSQL and on the classified topic;
-3. a JSON report (machine, model, N, each rate, the ratios) and a table on stdout.
+1. the model alone (bench/bare.py ``BareInference``) over the N distinct papers of the real
+   all-archives RSS feed of 28 Nov 2024: papers/s, and the embedder's share;
+2. the baseline (``BareWorker``): per batch of the worker's size, decode + classify + one
+   database transaction + the published mark, serially, into its own PostgreSQL;
+3. R rounds, each: the full pipeline (bench/pipeline.py: fresh embedded PostgreSQL + Tansu
+   + one worker subprocess, timed from the ingester until all N labels are in PostgreSQL
+   and on the classified topic, then K single papers one at a time for latency), then the
+   baseline again. Round i's ratio is its pipeline rate over the mean of the baselines on
+   either side of it; the report gives the median and the spread over the rounds;
+4. a JSON report (machine, model, every measurement, the summary) and a table on stdout.
 
 Without ``--model-dir`` a logreg model is trained first from the real Kaggle-format sample
 (``--max-train`` papers), in the run's temporary directory. See bench/README.md.
@@ -22,14 +25,17 @@ import argparse
 import json
 import logging
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from bench.bare import BareInference
+from bench.bare import BareInference, BareWorker
 from bench.common import (
     FEED,
     SAMPLE,
@@ -39,16 +45,16 @@ from bench.common import (
     ratio,
     shared_data_dir,
 )
-from bench.pipeline import BenchModel, run_pipeline
+from bench.pipeline import BenchModel, register_model, run_pipeline
 from core.schemas import Paper
 from core.settings import load_settings
+from db import migrate
+from db.embedded import EmbeddedPostgres
 from ingest.rss import parse_rss
 from ingest.snapshot import read_snapshot
 from models.bundle import read_config
 
 DEFAULT_OUT = Path("bench/results/throughput.json")
-DRIFT_TOLERANCE = 0.10
-"""Largest change of the baseline between its two measurements before a warning."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,6 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="embedding cache for training (default: the data dir's embedding-cache)",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="pipeline rounds")
+    parser.add_argument(
+        "--singles", type=int, default=30, help="single papers per round, for latency"
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="pipeline time limit, s")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     return parser.parse_args(argv)
@@ -84,15 +94,19 @@ def say(message: str) -> None:
     print(f"[bench {time.monotonic() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def load_papers(shared: Path, n: int | None) -> tuple[list[Paper], Paper]:
-    """The first ``n`` distinct feed papers, and a warm-up paper that is not among them."""
+def load_papers(
+    shared: Path, n: int | None, singles: int
+) -> tuple[list[Paper], Paper, list[Paper]]:
+    """The first ``n`` distinct feed papers, a warm-up paper that is not among them, and
+    ``singles`` more such papers for the latency phase (all real)."""
     feed = distinct_papers(parse_rss((shared / FEED).read_bytes()))
     papers = feed if n is None else feed[:n]
     if n is not None and n > len(feed):
         say(f"the feed has {len(feed)} distinct papers; using all of them")
     ids = {p.arxiv_id for p in feed}
-    warmup = next(p for p in read_snapshot(shared / SAMPLE) if p.arxiv_id not in ids)
-    return papers, warmup
+    others = (p for p in read_snapshot(shared / SAMPLE) if p.arxiv_id not in ids)
+    warmup = next(others)
+    return papers, warmup, list(islice(others, singles))
 
 
 def prepare_model(args: argparse.Namespace, shared: Path, work: Path) -> BenchModel:
@@ -125,15 +139,60 @@ def prepare_model(args: argparse.Namespace, shared: Path, work: Path) -> BenchMo
     return BenchModel(model_dir.parent, config.version, config.model_id, metrics)
 
 
-def build_report(
-    bare: dict[str, Any], pipeline: dict[str, Any], model: BenchModel, machine_info: dict[str, Any]
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-quantile (0..1) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarize_rounds(
+    bare_rates: Sequence[float], pipelines: Sequence[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The JSON document: inputs, both measurements and the ratios against the baseline."""
+    """Round i's ratio is its pipeline rate over the mean of the baselines measured just
+    before and just after it (``bare_rates`` has one more entry than ``pipelines``), so a
+    load swing that spans a round moves both sides. Median and spread over the rounds;
+    single-paper latencies pooled over the rounds."""
+    if len(bare_rates) != len(pipelines) + 1:
+        raise ValueError("one baseline before every pipeline round and one after the last")
+    ratios = [
+        ratio(p["end_to_end_papers_per_s"], (bare_rates[i] + bare_rates[i + 1]) / 2)
+        for i, p in enumerate(pipelines)
+    ]
+    known = [r for r in ratios if r is not None]
+    latencies = [x for p in pipelines for x in p.get("single_paper_latencies_s", [])]
+
+    def rounded(value: float | None, places: int = 3) -> float | None:
+        return None if value is None else round(value, places)
+
+    return {
+        "pipeline_over_bare_worker": ratios,
+        "median": rounded(statistics.median(known)) if known else None,
+        "min": min(known) if known else None,
+        "max": max(known) if known else None,
+        "latency_s": {
+            "singles": len(latencies),
+            "p50": rounded(percentile(latencies, 0.50)),
+            "p95": rounded(percentile(latencies, 0.95)),
+            "p99": rounded(percentile(latencies, 0.99)),
+            "max": rounded(max(latencies)) if latencies else None,
+        },
+    }
+
+
+def build_report(
+    split: dict[str, Any],
+    bare_rates: Sequence[float],
+    pipelines: Sequence[dict[str, Any]],
+    model: BenchModel,
+    machine_info: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON document: inputs, every round's measurements, and their summary."""
     test = model.metrics.get("test", {})
-    before, after = bare["predict_papers_per_s"], bare.get("predict_after_pipeline_papers_per_s")
-    # The baseline is measured before and after the pipeline; their mean brackets it.
-    baseline = before if after is None else (before + after) / 2
-    drift = None if after is None else ratio(after, before)
     return {
         "benchmark": "throughput",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -141,57 +200,57 @@ def build_report(
         "model": {
             "version": model.version,
             "embedder": model.embedder_id,
-            "embedder_variant": bare["embedder_variant"],
+            "embedder_variant": split["embedder_variant"],
             "test_domain_accuracy": test.get("domain", {}).get("accuracy"),
             "test_category_accuracy": test.get("category", {}).get("accuracy"),
         },
         "feed": FEED,
-        "papers": bare["papers"],
-        "batch_size": bare["batch_size"],
-        "bare": bare | {"baseline_papers_per_s": round(baseline, 2)},
-        "pipeline": pipeline,
-        "ratios": {
-            "pipeline_over_bare_inference": ratio(pipeline["end_to_end_papers_per_s"], baseline),
-            "baseline_after_over_before": drift,
-            "embedding_share_of_bare_inference": ratio(
-                bare["embed_s"], bare["embed_s"] + bare["heads_s"]
-            ),
-            "heads_share_of_bare_inference": ratio(
-                bare["heads_s"], bare["embed_s"] + bare["heads_s"]
+        "papers": split["papers"],
+        "batch_size": split["batch_size"],
+        "model_alone": split,
+        "bare_worker_papers_per_s": list(bare_rates),
+        "pipeline_rounds": list(pipelines),
+        "summary": summarize_rounds(bare_rates, pipelines)
+        | {
+            "embedding_share_of_model": ratio(
+                split["embed_s"], split["embed_s"] + split["heads_s"]
             ),
         },
     }
 
 
 def table(report: dict[str, Any]) -> str:
-    bare, pipe, ratios = report["bare"], report["pipeline"], report["ratios"]
-    n = report["papers"]
+    split, summary = report["model_alone"], report["summary"]
+    bare = report["bare_worker_papers_per_s"]
+    pipes = [p["end_to_end_papers_per_s"] for p in report["pipeline_rounds"]]
+    latency = summary["latency_s"]
     rows = [
+        ("model alone", f"{split['predict_papers_per_s']:.1f} papers/s", "predict_texts"),
+        ("  embedding alone", f"{split['embed_papers_per_s']:.1f} papers/s", "embed"),
+        ("  heads alone", f"{split['heads_papers_per_s']:.0f} papers/s", "predict_embeddings"),
         (
-            "bare inference",
-            f"{bare['baseline_papers_per_s']:.1f} papers/s",
-            "predict_texts, mean of before/after",
+            "bare worker (no Kafka)",
+            " / ".join(f"{r:.1f}" for r in bare) + " papers/s",
+            "decode+classify+1 txn per batch; before, between and after the rounds",
         ),
-        ("  embedding alone", f"{bare['embed_papers_per_s']:.1f} papers/s", "embedder.encode"),
-        ("  heads alone", f"{bare['heads_papers_per_s']:.0f} papers/s", "predict_embeddings"),
-        ("ingest only", f"{pipe['ingest_papers_per_s']:.0f} papers/s", "store + publish"),
         (
             "pipeline end-to-end",
-            f"{pipe['end_to_end_papers_per_s']:.1f} papers/s",
-            f"{n} papers in {pipe['end_to_end_s']:.1f} s",
+            " / ".join(f"{r:.1f}" for r in pipes) + " papers/s",
+            f"{report['papers']} papers per round",
         ),
-        ("pipeline / bare inference", f"{ratios['pipeline_over_bare_inference']}", "ratio"),
-        ("embedding share of bare", f"{ratios['embedding_share_of_bare_inference']}", "of time"),
-        ("worker ready", f"{pipe['worker_ready_s']:.1f} s", "start + join + first batch"),
+        (
+            "pipeline / bare worker",
+            f"median {summary['median']} (min {summary['min']}, max {summary['max']})",
+            f"{len(pipes)} rounds",
+        ),
+        (
+            "single paper, ingest -> label",
+            f"p50 {latency['p50']} s, p95 {latency['p95']} s, p99 {latency['p99']} s",
+            f"{latency['singles']} papers, one at a time",
+        ),
+        ("embedding share of model", f"{summary['embedding_share_of_model']}", "of time"),
     ]
-    text = format_table(rows)
-    drift = ratios.get("baseline_after_over_before")
-    if drift is not None and abs(drift - 1) > DRIFT_TOLERANCE:
-        text += (
-            f"\nWARNING: the baseline moved {drift - 1:+.0%} between before and after the "
-            "pipeline: the machine was not idle, so these ratios are not to be trusted."
-        )
-    return text
+    return format_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,33 +263,43 @@ def main(argv: list[str] | None = None) -> int:
     # socket path must stay under ~100 bytes.
     work = Path(tempfile.mkdtemp(prefix="arxiv-bench-"))
     try:
-        papers, warmup = load_papers(shared, args.papers)
+        papers, warmup, singles = load_papers(shared, args.papers, args.singles)
         model = prepare_model(args, shared, work)
-        texts = [p.text for p in papers]
-        say(f"bare inference: {len(texts)} papers with {model.version}")
-        baseline = BareInference(
+        say(f"model alone: {len(papers)} papers with {model.version}")
+        alone = BareInference(
             model.models_dir / model.version, batch_size=args.batch_size, device=args.device
         )
-        bare = baseline.measure(texts)
-        machine_info = machine(bare["device"])  # after loading: torch threads are set then
-        say("pipeline: embedded PostgreSQL + Tansu + one worker")
-        pipeline = run_pipeline(
-            model,
-            papers,
-            warmup,
-            work=work,
-            batch_size=args.batch_size,
-            device=args.device,
-            timeout_s=args.timeout,
-        )
-        say("bare inference again, to see whether the machine stayed as it was")
-        bare["predict_after_pipeline_papers_per_s"] = baseline.predict_again(texts)
+        split = alone.measure([p.text for p in papers])
+        machine_info = machine(split["device"])  # after loading: torch threads are set then
+        with EmbeddedPostgres(work / "bare-pg") as pg:
+            migrate.upgrade(pg.url)
+            register_model(pg.url, model)
+            bare = BareWorker(alone.classifier, pg.url, batch_size=args.batch_size)
+            bare.papers_per_s(papers)  # untimed: the first writes insert, later ones upsert
+            bare_rates = [bare.papers_per_s(papers)]
+            pipelines = []
+            for round_ in range(1, args.rounds + 1):
+                say(f"round {round_}/{args.rounds}: pipeline (PostgreSQL + Tansu + a worker)")
+                pipelines.append(
+                    run_pipeline(
+                        model,
+                        papers,
+                        warmup,
+                        singles=singles,
+                        work=work / f"round-{round_}",
+                        batch_size=args.batch_size,
+                        device=args.device,
+                        timeout_s=args.timeout,
+                    )
+                )
+                say(f"round {round_}/{args.rounds}: bare worker")
+                bare_rates.append(bare.papers_per_s(papers))
     finally:
         if args.keep:
             say(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    report = build_report(bare, pipeline, model, machine_info)
+    report = build_report(split, bare_rates, pipelines, model, machine_info)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]

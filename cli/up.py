@@ -22,6 +22,7 @@ from pathlib import Path
 from api.server import page_url
 from broker.client import ensure_topics
 from broker.embedded import EmbeddedKafka
+from broker.lag import GroupPosition, StallDetector, group_position
 from cli.argtypes import positive_int
 from cli.services import services, write_running_state
 from core.clock import utc_now
@@ -186,6 +187,67 @@ def broker_watchdog(broker: EmbeddedKafka, settings: Settings, database_url: str
     return watch
 
 
+STALL_CHECK_EVERY_S = 15.0
+
+
+def stall_watchdog(
+    settings: Settings,
+    position: Callable[[], GroupPosition | None],
+    clock: Callable[[], float] = time.monotonic,
+) -> Watchdog:
+    """Restart the workers when their group stalls (broker.lag.StallDetector): records wait
+    and the committed offsets have not moved for ``worker_stall_s``. The safety net for a
+    worker that lives but no longer consumes (seen once after a worker was SIGKILLed: the
+    restarted one stopped after four batches), whatever the cause."""
+    detector = StallDetector(settings.worker_stall_s)
+    checked = {"at": -STALL_CHECK_EVERY_S}
+
+    def watch(children: list[Child]) -> None:
+        now = clock()
+        workers = [c for c in children if c.name.startswith("worker")]
+        if any(c.process is None for c in workers):  # one is being (re)started
+            detector.restart(now)
+            return
+        if settings.worker_stall_s <= 0 or now - checked["at"] < STALL_CHECK_EVERY_S:
+            return
+        checked["at"] = now
+        if not detector.observe(position(), now):
+            return
+        log.error(
+            "the workers made no progress for %.0fs with papers waiting on %s; restarting them",
+            settings.worker_stall_s, settings.topic_papers,
+        )  # fmt: skip
+        _stop_all(workers)
+        start_again(children, ("worker",))
+        detector.restart(now)
+
+    return watch
+
+
+def broker_group_position(settings: Settings) -> Callable[[], GroupPosition | None]:
+    """The workers' group position on the papers topic, None when the broker cannot say."""
+
+    def read() -> GroupPosition | None:
+        try:
+            return asyncio.run(
+                group_position(settings, settings.consumer_group, settings.topic_papers)
+            )
+        except Exception as exc:  # broker away: the broker watchdog's business, not a stall
+            log.debug("group position unavailable: %s", exc)
+            return None
+
+    return read
+
+
+def both(*watchdogs: Watchdog | None) -> Watchdog:
+    def watch(children: list[Child]) -> None:
+        for watchdog in watchdogs:
+            if watchdog is not None:
+                watchdog(children)
+
+    return watch
+
+
 def supervise(
     children: list[Child],
     env: dict[str, str],
@@ -231,7 +293,7 @@ def supervise(
                 try:
                     watchdog(children)
                 except Exception as exc:  # the next turn tries again
-                    log.error("broker recovery failed (%s); retrying", exc)
+                    log.error("a watchdog failed (%s); retrying", exc)
                     time.sleep(2.0)
             for child in children:
                 if child.process is None and not child.done and now >= child.next_start:
@@ -275,8 +337,9 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
             children = child_commands(args, settings)
             if not args.no_api:
                 print(f"arxiv-stream page and API: {page_url(settings)}", flush=True)
-            watch = (
-                broker_watchdog(found.broker, live, found.database_url) if found.broker else None
+            watch = both(
+                broker_watchdog(found.broker, live, found.database_url) if found.broker else None,
+                stall_watchdog(live, broker_group_position(live)),
             )
             supervise(children, env, found.database_url, watch)
         finally:

@@ -15,6 +15,7 @@ from core.errors import MessageError
 _NEW = r"\d{4}\.\d{4,5}"
 _OLD = r"[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7}"
 _ID_RE = re.compile(rf"(?P<id>{_NEW}|{_OLD})(?:v(?P<version>\d+))?$")
+_CANONICAL_RE = re.compile(rf"{_NEW}|{_OLD}")
 _PREFIXES = ("oai:arxiv.org:", "arxiv:", "https://arxiv.org/abs/", "http://arxiv.org/abs/")
 
 
@@ -46,4 +47,6 @@ def parse_arxiv_id(raw: str) -> ArxivId:
 
 def canonical_id(raw: str) -> str:
     """The version-less id used as the key everywhere."""
+    if _CANONICAL_RE.fullmatch(raw):  # already canonical (snapshot records, messages): as is
+        return raw
     return parse_arxiv_id(raw).id

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     broker_session_timeout_s: float = 10.0
     """Short on purpose: Tansu holds group joins for half of it (PLATFORM.md)."""
     broker_heartbeat_interval_s: float = 2.0
+    worker_stall_s: float = 120.0
+    """``up`` restarts the workers when records have waited past the group's committed
+    offsets and those offsets have not moved for this long (0: never)."""
 
     # --- arXiv -----------------------------------------------------------------------
     rss_base_url: str = "https://rss.arxiv.org/rss"
@@ -101,7 +104,10 @@ class Settings(BaseSettings):
     """CPU threads of this process's embedder. Unset: every core it may use; ``up --workers
     N`` gives each worker cores / N so that N workers share the cores instead of fighting."""
     batch_within_s: float = 2.0
-    """Longest wait to fill a batch."""
+    """Longest wait to fill a batch, from its first paper."""
+    batch_idle_s: float = 0.1
+    """A batch that is not full goes as soon as no paper came for this long (the stream has
+    nothing more for now), so a lone paper does not wait ``batch_within_s``."""
     top_k: int = 5
     model_poll_interval_s: float = 10.0
     """How often a worker checks for a newly promoted model."""

@@ -45,6 +45,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -156,7 +157,7 @@ def read_snapshot(
         for line_no, line in _numbered_lines(file):
             if max_samples is not None and report.yielded >= max_samples:
                 break
-            if not line.strip():
+            if not line or line.isspace():  # isspace stops at the first other byte
                 continue
             report.read += 1
             try:
@@ -280,7 +281,13 @@ def _version_date(text: str) -> datetime:
 def _day(value: object) -> datetime | None:
     if not value:
         return None
-    return datetime.combine(date.fromisoformat(str(value)), datetime.min.time(), tzinfo=UTC)
+    return _midnight(str(value))
+
+
+@lru_cache(maxsize=8192)
+def _midnight(day: str) -> datetime:
+    """Days repeat across records (``update_date``, ``v1_date``): each is parsed once."""
+    return datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=UTC)
 
 
 def _wanted(

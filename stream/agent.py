@@ -14,8 +14,10 @@ Order per batch (at-least-once; one decision point per failure, each with a dest
     mark unset and stream.delivery re-sends it later (dead letter ``publish`` is not needed:
     the label is safe in PostgreSQL). Dead letters are sent with retries until the broker
     takes them (they are bounded in size, so they always fit).
-Kafka offsets are committed only after the agent moves on, so nothing is acked with an
-unhandled failure in it.
+A batch is acknowledged (stream.batching) only when steps 3-4 are done for it, so nothing is
+acked with an unhandled failure in it. Steps 3-4 of batch k run while batch k+1 is embedded
+(step 2): the CPU is not idle while the database and the broker answer. They run one batch
+at a time, in batch order.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from db import repository
 from db.repository import LabelKey
 from db.vector_store import EMBEDDING_DIM
 from stream import metrics
+from stream.batching import Batch, batches
 from stream.model_holder import ModelHolder
 from stream.pipeline import BatchResult, RawMessage, classify_batch, dead_letter, label_rows
 
@@ -230,63 +233,78 @@ def register_classifier(
     async def send_dead(key: bytes | None, value: bytes) -> Any:
         return await dead_letter_topic.send(key=key, value=value)
 
+    async def finish(batch: Batch, result: BatchResult, model_version: str, started: float) -> None:
+        """Store and send one classified batch, dead-letter what failed, then ack it."""
+        stored: list[ClassifiedPaper] = []
+        to_send: set[LabelKey] = set()
+        if result.classified:
+            stored, to_send, refused = await write_isolating(
+                engine, result.classified, result.papers, result.sources,
+                now=clock(), topic=settings.topic_papers,
+            )  # fmt: skip
+            result.dead_letters.extend(refused)
+        outgoing = [c for c in stored if label_key(c) in to_send]
+        delivered = await deliver(
+            send_classified, [(c.arxiv_id.encode(), encode(c)) for c in outgoing]
+        )
+        await mark_published(
+            engine, [label_key(c) for c, ok in zip(outgoing, delivered, strict=True) if ok],
+            clock(),
+        )  # fmt: skip
+        if store_embeddings:
+            await keep_embeddings(engine, result, stored, clock())
+        for dead in result.dead_letters:
+            log.warning("dead-lettered a message (%s): %s", dead.reason, dead.error[:200])
+        await deliver_until_sent(
+            send_dead,
+            [(d.key.encode() if d.key else None, encode(d)) for d in result.dead_letters],
+        )
+        await record_dead_letters(engine, result.dead_letters)
+        await batch.ack()  # every paper of the batch has its destination: commit may pass it
+        metrics.CLASSIFIED.inc(len(stored))
+        metrics.SENT.inc(sum(delivered))
+        for dead in result.dead_letters:
+            metrics.DEAD_LETTERS.labels(dead.reason).inc()
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        log.info(
+            "batch: %d classified with %s (%d sent, %d already sent), %d dead-lettered",
+            len(stored), model_version, sum(delivered), len(stored) - len(outgoing),
+            len(result.dead_letters),
+        )  # fmt: skip
+
     @app.agent(papers_topic, name="classify-papers")
     async def classify(stream: faust.StreamT[Any]) -> None:
+        """Embed batch k+1 while batch k is stored and sent: one ``finish`` runs at a time, in
+        batch order, and each batch is acked only when its own ``finish`` is done."""
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
-            settings.batch_size, within=settings.batch_within_s
-        ):
-            started = time.perf_counter()
-            messages = [RawMessage(_as_text(e.key), _as_bytes(e.value)) for e in events]
-            model = await holder.current()
-            metrics.MODEL.info({"version": model.version})
-            metrics.BATCH_SIZE.observe(len(messages))
-            with metrics.MODEL_SECONDS.time():
-                result = await loop.run_in_executor(
-                    None,
-                    partial(
-                        classify_batch,
-                        messages,
-                        model,
-                        topic=settings.topic_papers,
-                        top_k=settings.top_k,
-                        clock=clock,
-                    ),
-                )
-            stored: list[ClassifiedPaper] = []
-            to_send: set[LabelKey] = set()
-            if result.classified:
-                stored, to_send, refused = await write_isolating(
-                    engine, result.classified, result.papers, result.sources,
-                    now=clock(), topic=settings.topic_papers,
-                )  # fmt: skip
-                result.dead_letters.extend(refused)
-            outgoing = [c for c in stored if label_key(c) in to_send]
-            delivered = await deliver(
-                send_classified, [(c.arxiv_id.encode(), encode(c)) for c in outgoing]
-            )
-            await mark_published(
-                engine, [label_key(c) for c, ok in zip(outgoing, delivered, strict=True) if ok],
-                clock(),
-            )  # fmt: skip
-            if store_embeddings:
-                await keep_embeddings(engine, result, stored, clock())
-            for dead in result.dead_letters:
-                log.warning("dead-lettered a message (%s): %s", dead.reason, dead.error[:200])
-            await deliver_until_sent(
-                send_dead,
-                [(d.key.encode() if d.key else None, encode(d)) for d in result.dead_letters],
-            )
-            await record_dead_letters(engine, result.dead_letters)
-            metrics.CLASSIFIED.inc(len(stored))
-            metrics.SENT.inc(sum(delivered))
-            for dead in result.dead_letters:
-                metrics.DEAD_LETTERS.labels(dead.reason).inc()
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-            log.info(
-                "batch: %d classified with %s (%d sent, %d already sent), %d dead-lettered",
-                len(stored), model.version, sum(delivered), len(stored) - len(outgoing),
-                len(result.dead_letters),
-            )  # fmt: skip
+        writing: asyncio.Future[None] | None = None
+        try:
+            async for batch in batches(
+                stream, max_=settings.batch_size, within_s=settings.batch_within_s,
+                idle_s=settings.batch_idle_s,
+            ):  # fmt: skip
+                started = time.perf_counter()
+                messages = [RawMessage(_as_text(e.key), _as_bytes(e.value)) for e in batch.events]
+                model = await holder.current()
+                metrics.MODEL.info({"version": model.version})
+                metrics.BATCH_SIZE.observe(len(messages))
+                with metrics.MODEL_SECONDS.time():
+                    result = await loop.run_in_executor(
+                        None,
+                        partial(
+                            classify_batch,
+                            messages,
+                            model,
+                            topic=settings.topic_papers,
+                            top_k=settings.top_k,
+                            clock=clock,
+                        ),
+                    )
+                if writing is not None:
+                    await writing  # batch k is safe before batch k+1 is written
+                writing = asyncio.ensure_future(finish(batch, result, model.version, started))
+        finally:
+            if writing is not None:
+                await writing
 
     return classify

