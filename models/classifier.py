@@ -5,7 +5,8 @@
     clf.version                                                           # "m20261121-..."
 
 The embedder runs with the variant the bundle was trained on (fp16 bundles fall back to
-fp32 on CPU, where fp16 is not supported here); ``embedder_variant`` says which ran.
+fp32 on CPU, where fp16 is not supported here; bf16 ones to their fp32 twin on a CPU where
+bf16 is slower: ``serving_variant``); ``embedder_variant`` says which ran.
 A fine-tuned encoder bundle (config ``encoder``, no embedder) has one head that reads the
 texts itself (models.finetuned); ``predict_texts`` and ``score_texts`` work the same.
 """
@@ -22,7 +23,7 @@ import numpy as np
 from core.errors import ModelFormatError
 from models.bundle import FINETUNED_KIND, BundleConfig, HeadInfo, read_config
 from models.device import resolve_device
-from models.embedder import Embedder, openvino_available
+from models.embedder import Embedder, cpu_has_native_bf16, openvino_available
 from models.finetuned import FinetunedEncoderHead
 from models.heads import (
     Head,
@@ -231,14 +232,24 @@ class PaperClassifier:
 def serving_variant(trained: str, device: str, version: str) -> str:
     """The embedder variant to serve a bundle trained with ``trained`` on ``device``: the same
     one where it runs there; fp16 (CUDA) -> fp32 off CUDA, OpenVINO variants -> fp32 off the
-    CPU or without the openvino package (cosine >= 0.9999 to them, so the heads still fit)."""
+    CPU or without the openvino package, bf16 -> its fp32 twin on a CPU where bf16 is slower
+    (cosine >= 0.9999 between them all, so the heads still fit)."""
     if trained == "fp16" and not device.startswith("cuda"):
         log.warning("model %s was embedded in fp16; using fp32 on %s", version, device)
         return "fp32"
     if trained.startswith("ov-") and (device != "cpu" or not openvino_available()):
         log.warning("model %s was embedded with %s; using fp32 on %s", version, trained, device)
         return "fp32"
+    if trained in _FP32_OF and device == "cpu" and not cpu_has_native_bf16():
+        # bf16 would run here, but slower than fp32 (models.embedder.cpu_has_native_bf16)
+        log.info("model %s was embedded with %s; %s is faster on this CPU", version, trained,
+                 _FP32_OF[trained])  # fmt: skip
+        return _FP32_OF[trained]
     return trained
+
+
+_FP32_OF = {"ov-bf16": "ov-fp32", "bf16": "fp32"}
+"""The same engine in fp32, for bf16 bundles served where bf16 does not pay off."""
 
 
 def _load_head(model_dir: Path, info: HeadInfo, *, device: str, batch_size: int) -> BundleHead:

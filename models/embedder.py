@@ -68,10 +68,12 @@ def default_micro_batch(device: str) -> int:
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 weights ran
-    2-3x faster than fp32 at cosine 0.99995 (PLATFORM.md). Decided from the CPU's flags, not by
-    timing a probe: a probe picked differently under load, and the variant is frozen into
-    every bundle trained with it."""
+    """True when bf16 pays off on this CPU: AMX, or AVX512-BF16 on a CPU that is not Intel.
+    Measured with OpenVINO against fp32 on this project's machines: Intel Xeon with AMX
+    4.4x (2026-12-01), AMD EPYC with AVX512-BF16 2.7x (2026-11); but an Intel Xeon with
+    AVX512-BF16 and no AMX ran ov-bf16 at 0.65x of ov-fp32 (2026-12-01), so there bf16 is
+    not chosen. Decided from the CPU's flags, not by timing a probe: a probe picked
+    differently under load, and the variant is frozen into every bundle trained with it."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -80,7 +82,9 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     flags = set(re.findall(r"[a-z0-9_]+", " ".join(
         line.split(":", 1)[1] for line in cpuinfo.splitlines() if line.startswith("flags")
     )))  # fmt: skip
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    if "amx_bf16" in flags:
+        return True
+    return "avx512_bf16" in flags and "GenuineIntel" not in cpuinfo
 
 
 def openvino_available() -> bool:
@@ -95,8 +99,8 @@ def auto_variant(device: str, *, native_bf16: bool, has_openvino: bool) -> str:
     """The variant ``auto`` stands for on ``device`` (before the probe check)."""
     if device.startswith("cuda"):
         return "fp16"
-    if device == "cpu" and native_bf16 and has_openvino:
-        return "ov-bf16"
+    if device == "cpu" and has_openvino:  # OpenVINO fp32 ran 1.15x torch fp32 (Intel, no AMX)
+        return "ov-bf16" if native_bf16 else "ov-fp32"
     return "fp32"
 
 

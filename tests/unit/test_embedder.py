@@ -65,7 +65,7 @@ def test_alias_and_bf16_variant(embedder: Embedder, texts: list[str]) -> None:
 
 def test_auto_variant_picks_a_cpu_variant() -> None:
     auto = Embedder("all-MiniLM-L6-v2", device="cpu", variant="auto")
-    assert auto.variant in {"fp32", "ov-bf16"}
+    assert auto.variant in {"fp32", "ov-fp32", "ov-bf16"}
     assert auto.model_id.endswith("@" + auto.variant)
 
 
@@ -88,7 +88,7 @@ def test_auto_choice_follows_the_cpu_and_falls_back_to_fp32() -> None:
     from models.embedder import auto_variant
 
     assert auto_variant("cpu", native_bf16=True, has_openvino=True) == "ov-bf16"
-    assert auto_variant("cpu", native_bf16=False, has_openvino=True) == "fp32"
+    assert auto_variant("cpu", native_bf16=False, has_openvino=True) == "ov-fp32"
     assert auto_variant("cpu", native_bf16=True, has_openvino=False) == "fp32"
     assert auto_variant("cuda", native_bf16=True, has_openvino=True) == "fp16"
     assert auto_variant("mps", native_bf16=False, has_openvino=False) == "fp32"
@@ -181,7 +181,25 @@ def test_cache_dedupes_keys_by_model_and_resumes(tmp_path: Path) -> None:
 def test_auto_variant_follows_cpu_flags() -> None:
     from models.embedder import cpu_has_native_bf16
 
-    assert cpu_has_native_bf16("processor: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n")
-    assert cpu_has_native_bf16("flags : fpu amx_tile amx_bf16\n")
+    amd = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx512f avx512_bf16\n"
+    assert cpu_has_native_bf16("processor: 0\n" + amd)
+    intel = "vendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 avx512f avx512_bf16"
+    assert cpu_has_native_bf16(intel + " amx_tile amx_bf16\n")  # AMX: 4.4x fp32
+    assert not cpu_has_native_bf16(intel + "\n")  # AVX512-BF16 alone: slower than fp32 here
     assert not cpu_has_native_bf16("flags : fpu sse2 avx2 avx512f\n")
     assert not cpu_has_native_bf16("")
+
+
+def test_bf16_bundles_are_served_in_fp32_where_bf16_is_slower(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from models import classifier
+
+    monkeypatch.setattr(classifier, "openvino_available", lambda: True)
+    monkeypatch.setattr(classifier, "cpu_has_native_bf16", lambda: False)
+    assert classifier.serving_variant("ov-bf16", "cpu", "m1") == "ov-fp32"
+    assert classifier.serving_variant("bf16", "cpu", "m1") == "fp32"
+    assert classifier.serving_variant("ov-fp32", "cpu", "m1") == "ov-fp32"
+    monkeypatch.setattr(classifier, "cpu_has_native_bf16", lambda: True)
+    assert classifier.serving_variant("ov-bf16", "cpu", "m1") == "ov-bf16"
+    assert classifier.serving_variant("ov-bf16", "cuda", "m1") == "fp32"
