@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.common import REPO, rate
 from broker.client import ensure_topics, make_consumer, producer
 from broker.embedded import EmbeddedKafka
+from core.machine import available_cpus
 from core.schemas import Paper
 from core.settings import Settings, load_settings
 from db import migrate, repository
@@ -60,13 +61,16 @@ def run_pipeline(
     warmup: Paper,
     *,
     singles: Sequence[Paper] = (),
+    workers: int = 1,
     work: Path,
     batch_size: int,
     device: str,
     timeout_s: float,
 ) -> dict[str, Any]:
     """Start everything under ``work``, push ``papers`` through, then ``singles`` one at a
-    time (latency), stop everything.
+    time (latency), stop everything. ``workers`` worker processes share the cores as
+    ``up --workers N`` shares them (``CPU_THREADS`` = cores / N); the clock starts once
+    each has loaded its model.
 
     Stop order on every exit path: worker (SIGTERM, then SIGKILL), our own Kafka clients
     (closed when ``asyncio.run`` returns), Tansu, PostgreSQL last; Tansu waits for
@@ -82,6 +86,8 @@ def run_pipeline(
         "device": device,
         "data_dir": str(work / "data"),
         "log_level": "INFO",
+        "worker_metrics_port": "0",
+        "cpu_threads": str(max(1, available_cpus() // workers)),
     }
     with EmbeddedPostgres(work / "pgdata") as pg:
         migrate.upgrade(pg.url)
@@ -90,15 +96,19 @@ def run_pipeline(
             settings = load_settings(kafka_bootstrap_servers=kafka.bootstrap_servers, **values)
             asyncio.run(ensure_topics(settings))
             env = _worker_env(values, pg.url, kafka.bootstrap_servers, model.models_dir)
-            log_path = work / "worker.log"
+            logs = [work / f"worker-{i + 1}.log" for i in range(workers)]
             started = time.perf_counter()
-            worker = _start_worker(env, log_path)
+            processes = [_start_worker(env, log) for log in logs]
             try:
-                run = _Run(settings, model.version, worker, log_path, started, timeout_s)
+                run = _Run(settings, model.version, processes, logs, started, timeout_s)
                 result = asyncio.run(run.drive(pg.url, papers, warmup, singles))
             finally:
-                _stop(worker)
-            result["worker_dead_letters"] = _count_lines(log_path, "dead-lettered a message")
+                for process in processes:
+                    _stop(process)
+            result["workers"] = workers
+            result["worker_dead_letters"] = sum(
+                _count_lines(log, "dead-lettered a message") for log in logs
+            )
             return result
 
 
@@ -178,15 +188,17 @@ class _Run:
         self,
         settings: Settings,
         version: str,
-        worker: subprocess.Popen[bytes],
-        log_path: Path,
+        workers: list[subprocess.Popen[bytes]],
+        logs: list[Path],
         started: float,
         timeout_s: float,
     ) -> None:
         self.settings = settings
         self.version = version
-        self.worker = worker
-        self.log_path = log_path
+        self.workers = workers
+        self.logs = logs
+        self.messages = 0
+        """Classified messages of the N papers seen so far (more than N: some sent twice)."""
         self.started = started
         self.deadline = time.monotonic() + timeout_s
 
@@ -201,6 +213,9 @@ class _Run:
         try:
             async with producer(self.settings) as kafka:
                 ingester = Ingester(self.settings, engine=engine, producer=kafka, clock=utc_now)
+                while not all(_count_lines(log, "loaded") for log in self.logs):
+                    self._check("every worker's model")  # each has joined the group by then
+                    await asyncio.sleep(POLL_S)
                 await ingester.ingest([warmup])
                 await self._wait_for_labels(engine, 1, "the warm-up paper's label")
                 ready_s = time.perf_counter() - self.started
@@ -234,6 +249,7 @@ class _Run:
             "classified_on_topic_s": round(classified_s, 3),
             "end_to_end_s": round(end_to_end_s, 3),
             "end_to_end_papers_per_s": round(rate(n, end_to_end_s), 2),
+            "classified_messages_twice": self.messages - n,
             "single_paper_latencies_s": [round(x, 4) for x in latencies],
         }
 
@@ -288,7 +304,9 @@ class _Run:
         try:
             while True:
                 for records in (await consumer.getmany(timeout_ms=200)).values():
-                    seen.update(k for r in records if r.key and (k := r.key.decode()) in wanted)
+                    keys = [k for r in records if r.key and (k := r.key.decode()) in wanted]
+                    self.messages += len(keys)
+                    seen.update(keys)
                 if len(seen) == len(wanted):
                     return time.perf_counter()
                 self._check("classified messages")
@@ -296,17 +314,23 @@ class _Run:
             await consumer.stop()
 
     def _check(self, what: str) -> None:
-        if self.worker.poll() is not None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                continue
             raise RuntimeError(
-                f"worker exited with {self.worker.returncode} while waiting for {what}\n"
+                f"a worker exited with {worker.returncode} while waiting for {what}\n"
                 + self._log_tail()
             )
         if time.monotonic() > self.deadline:
             raise TimeoutError(f"timed out waiting for {what}\n" + self._log_tail())
 
     def _log_tail(self) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no worker log)"
-        return "--- worker log (tail) ---\n" + text[-3000:]
+        tails = []
+        for log in self.logs:
+            try:
+                tails.append(
+                    f"--- {log.name} (tail) ---\n" + log.read_text(errors="replace")[-3000:]
+                )
+            except OSError:
+                tails.append(f"(no {log.name})")
+        return "\n".join(tails)

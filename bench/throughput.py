@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=3, help="pipeline rounds")
     parser.add_argument(
+        "--workers", type=int, default=2, help="also run each round with N workers (1: not)"
+    )
+    parser.add_argument(
         "--singles", type=int, default=30, help="single papers per round, for latency"
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="pipeline time limit, s")
@@ -190,8 +193,10 @@ def build_report(
     pipelines: Sequence[dict[str, Any]],
     model: BenchModel,
     machine_info: dict[str, Any],
+    scaled: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The JSON document: inputs, every round's measurements, and their summary."""
+    """The JSON document: inputs, every round's measurements, and their summary. ``scaled``:
+    the same rounds with N workers on the same cores, held to that round's single worker."""
     test = model.metrics.get("test", {})
     return {
         "benchmark": "throughput",
@@ -216,6 +221,27 @@ def build_report(
                 split["embed_s"], split["embed_s"] + split["heads_s"]
             ),
         },
+        "workers_rounds": list(scaled),
+        "workers_summary": summarize_workers(pipelines, scaled) if scaled else None,
+    }
+
+
+def summarize_workers(
+    single: Sequence[dict[str, Any]], scaled: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """N workers against one, round by round (each pair ran back to back)."""
+    ratios = [
+        ratio(n["end_to_end_papers_per_s"], one["end_to_end_papers_per_s"])
+        for one, n in zip(single, scaled, strict=True)
+    ]
+    known = [r for r in ratios if r is not None]
+    return {
+        "workers": scaled[0]["workers"],
+        "n_workers_over_one": ratios,
+        "median": round(statistics.median(known), 3) if known else None,
+        "min": min(known) if known else None,
+        "max": max(known) if known else None,
+        "classified_messages_twice": [n.get("classified_messages_twice") for n in scaled],
     }
 
 
@@ -250,6 +276,15 @@ def table(report: dict[str, Any]) -> str:
         ),
         ("embedding share of model", f"{summary['embedding_share_of_model']}", "of time"),
     ]
+    workers = report.get("workers_summary")
+    if workers:
+        rows.append(
+            (
+                f"{workers['workers']} workers / 1, same cores",
+                f"median {workers['median']} (min {workers['min']}, max {workers['max']})",
+                f"messages sent twice: {workers['classified_messages_twice']}",
+            )
+        )
     return format_table(rows)
 
 
@@ -277,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             bare = BareWorker(alone.classifier, pg.url, batch_size=args.batch_size)
             bare.papers_per_s(papers)  # untimed: the first writes insert, later ones upsert
             bare_rates = [bare.papers_per_s(papers)]
-            pipelines = []
+            pipelines: list[dict[str, Any]] = []
+            scaled: list[dict[str, Any]] = []
             for round_ in range(1, args.rounds + 1):
                 say(f"round {round_}/{args.rounds}: pipeline (PostgreSQL + Tansu + a worker)")
                 pipelines.append(
@@ -292,6 +328,20 @@ def main(argv: list[str] | None = None) -> int:
                         timeout_s=args.timeout,
                     )
                 )
+                if args.workers > 1:
+                    say(f"round {round_}/{args.rounds}: pipeline with {args.workers} workers")
+                    scaled.append(
+                        run_pipeline(
+                            model,
+                            papers,
+                            warmup,
+                            workers=args.workers,
+                            work=work / f"round-{round_}-x{args.workers}",
+                            batch_size=args.batch_size,
+                            device=args.device,
+                            timeout_s=args.timeout,
+                        )
+                    )
                 say(f"round {round_}/{args.rounds}: bare worker")
                 bare_rates.append(bare.papers_per_s(papers))
     finally:
@@ -299,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    report = build_report(split, bare_rates, pipelines, model, machine_info)
+    report = build_report(split, bare_rates, pipelines, model, machine_info, scaled)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]

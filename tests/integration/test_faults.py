@@ -39,9 +39,23 @@ FEED = "rss/aioarxiv-2024-11-28/rss_all-archives_2024-11-28.xml"
 SAMPLE = "arxiv-sample/arxiv-metadata-sample.jsonl.gz"
 
 
+@pytest.fixture(scope="module")
+def trained(shared_data: Path) -> Iterator[Path]:
+    """A data dir (embedded PostgreSQL, model registry) with a small model trained on real
+    papers and promoted, once for the module: each test runs on a copy of it."""
+    path = Path(tempfile.mkdtemp(prefix="arxiv-stream-faults-model-"))  # see test_up.py
+    snapshot = subset_snapshot(shared_data / SAMPLE, path / "train.jsonl.gz", every=10)
+    env = base_env(ARXIV_STREAM_DATA_DIR=str(path))
+    cli(env, "train", "--snapshot", str(snapshot), "--head", "logreg", "--no-text-head")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="arxiv-stream-faults-"))  # see test_up.py
+def data_dir(trained: Path) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="arxiv-stream-faults-"))
+    # cp -a keeps the owner: run as root, pgdata belongs to the embedded server's user
+    subprocess.run(["cp", "-a", f"{trained}/.", str(path)], check=True)
     yield path
     if not os.environ.get("KEEP_FAULT_DATA"):  # set it to read up.log after a failure
         shutil.rmtree(path, ignore_errors=True)
@@ -60,9 +74,8 @@ def _count(url: str, sql: str) -> int:
 def _up_with_a_model(
     shared_data: Path, data_dir: Path, **settings: str
 ) -> tuple[dict[str, str], str, Path, subprocess.Popen[bytes], set[str]]:
-    """A small model trained into ``data_dir``, then ``up --replay`` of the real feed:
-    (env, database URL, up's log, the up process, the feed's distinct ids)."""
-    snapshot = subset_snapshot(shared_data / SAMPLE, data_dir / "train.jsonl.gz", every=10)
+    """``up --replay`` of the real feed on ``data_dir`` (a copy of ``trained``): (env,
+    database URL, up's log, the up process, the feed's distinct ids)."""
     feed = shared_data / FEED
     env = base_env(
         ARXIV_STREAM_DATA_DIR=str(data_dir),
@@ -71,7 +84,6 @@ def _up_with_a_model(
         ARXIV_STREAM_INGESTER_METRICS_PORT="0",
         **settings,
     )
-    cli(env, "train", "--snapshot", str(snapshot), "--head", "logreg", "--no-text-head")
     url = cli(env, "db", "url").stdout.strip()  # the embedded server on disk in data_dir
     log = data_dir / "up.log"
     up = start_cli(env, log, "up", "--replay", str(feed))
@@ -265,7 +277,7 @@ def test_worker_killed_right_after_a_write_loses_nothing(shared_data: Path, data
         assert up.wait(90) == 0, log.read_text()[-3000:]
 
 
-def _pg_ctl(pgdata: Path, *args: str) -> None:
+def _pg_ctl(pgdata: Path, *args: str, check: bool = True) -> None:
     """pg_ctl of the embedded server, as the user that owns its data (the server's user)."""
     import warnings
 
@@ -276,7 +288,7 @@ def _pg_ctl(pgdata: Path, *args: str) -> None:
     owner = pgdata.stat().st_uid
     subprocess.run(
         [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", *args],
-        check=True, user=owner if owner != os.geteuid() else None,
+        check=check, user=owner if owner != os.geteuid() else None,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
     )  # fmt: skip
 
@@ -324,4 +336,7 @@ def test_database_stopped_for_30s_loses_nothing(shared_data: Path, data_dir: Pat
         )
     finally:
         up.send_signal(signal.SIGINT)
-        assert up.wait(90) == 0, log.read_text()[-3000:]
+        code = up.wait(90)
+        if (pgdata / "postmaster.pid").exists():  # the server this test started is its own
+            _pg_ctl(pgdata, "-m", "fast", "stop", check=False)
+        assert code == 0, log.read_text()[-3000:]

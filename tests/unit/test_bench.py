@@ -9,7 +9,14 @@ import pytest
 
 from bench.common import batches, cpu_flags, cpu_model, distinct_papers, format_table, rate, ratio
 from bench.pipeline import BenchModel
-from bench.throughput import build_report, parse_args, percentile, summarize_rounds, table
+from bench.throughput import (
+    build_report,
+    parse_args,
+    percentile,
+    summarize_rounds,
+    summarize_workers,
+    table,
+)
 from core.schemas import Paper
 
 CPUINFO = """processor\t: 0
@@ -120,3 +127,15 @@ def test_cli_defaults() -> None:
     assert args.papers is None and args.max_train == 1500 and args.batch_size == 64
     assert str(args.out) == "bench/results/throughput.json"
     assert parse_args(["--papers", "200"]).papers == 200
+
+
+def test_n_workers_are_held_to_the_single_worker_of_the_same_round() -> None:
+    single = [{"end_to_end_papers_per_s": 20.0}, {"end_to_end_papers_per_s": 10.0}]
+    scaled = [
+        {"end_to_end_papers_per_s": 19.0, "workers": 2, "classified_messages_twice": 0},
+        {"end_to_end_papers_per_s": 11.0, "workers": 2, "classified_messages_twice": 3},
+    ]
+    summary = summarize_workers(single, scaled)
+    assert summary["n_workers_over_one"] == [0.95, 1.1]
+    assert (summary["median"], summary["min"], summary["max"]) == (1.025, 0.95, 1.1)
+    assert summary["classified_messages_twice"] == [0, 3] and summary["workers"] == 2
