@@ -15,7 +15,7 @@ from pathlib import Path
 from cli.services import services
 from core.settings import Settings
 from ingest.oai_sets import OAIRequest
-from ingest.sources import FeedSource, SnapshotSource, run_ingest
+from ingest.sources import FeedSource, SnapshotSource, read_saved, run_ingest
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,6 +62,8 @@ def source_of(args: argparse.Namespace, settings: Settings) -> FeedSource | Snap
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     source = source_of(args, settings)
+    if isinstance(source, FeedSource) and source.replay is not None:
+        read_saved(source.kind, source.replay)  # a bad file is refused before anything starts
     with services(settings, need_kafka=True) as found:
         live = settings.model_copy(update={"kafka_bootstrap_servers": found.kafka_bootstrap})
         stats = asyncio.run(run_ingest(live, found.database_url, source, loop=args.loop))

@@ -86,6 +86,9 @@ def _retrain(args: argparse.Namespace, settings: Settings) -> int:
         train=train_options(args), margin=args.margin, include_ingested=not args.no_ingested
     )
     options.train.check()
+    from ingest.snapshot import snapshot_files
+
+    snapshot_files(args.snapshot)  # a missing file is said before anything starts
     with services(settings, need_kafka=False) as found:
         migrate.upgrade(found.database_url)
         registry = Registry(settings, found.database_url)

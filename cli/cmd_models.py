@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     evaluate.add_argument(
         "--seed", type=int, default=DEFAULTS.seed, help=f"with --split (default {DEFAULTS.seed})"
+    )
+    evaluate.add_argument(
+        "--unseen",
+        action="store_true",
+        help="score only papers the model did not train on (its train and validation ids); "
+        "without it, a warning says how many it did",
     )
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(handler=_evaluate)
@@ -181,9 +188,10 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.snapshot import read_snapshot
-    from lifecycle.evaluate import evaluate_version, select_for_evaluation
+    from ingest.snapshot import read_snapshot, snapshot_files
+    from lifecycle.evaluate import drop_trained, evaluate_version, select_for_evaluation
 
+    snapshot_files(args.snapshot)  # a missing file is said before a model is looked for
     with services(settings, need_kafka=False) as found:
         registry = Registry(settings, found.database_url)
         version = registry.resolve(args.model)
@@ -191,8 +199,21 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
             read_snapshot(args.snapshot), holdout=args.holdout, only_split=args.only_split,
             seed=args.seed, max_samples=args.max_samples,
         )  # fmt: skip
+        unseen, trained_on = drop_trained(registry, version, papers)
+        if args.unseen:
+            papers = unseen
+        elif trained_on:
+            print(
+                f"warning: {trained_on} of {len(papers)} papers were in {version}'s training "
+                "data (train or validation): the scores overstate it; --unseen scores only "
+                "the others",
+                file=sys.stderr,
+            )
         if not papers:
-            raise ConfigError(f"no papers to evaluate in {', '.join(map(str, args.snapshot))}")
+            raise ConfigError(
+                f"no papers to evaluate in {', '.join(map(str, args.snapshot))}"
+                + (f" that {version} did not train on" if args.unseen else "")
+            )
         metrics = evaluate_version(registry, version, papers)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
     return 0

@@ -19,6 +19,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from aiokafka.errors import KafkaConnectionError
+
 from core.errors import ArxivStreamError
 from core.settings import Settings, load_settings
 
@@ -70,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except ArxivStreamError as exc:
         print(f"arxiv-stream: {exc}", file=sys.stderr)
+        return 2
+    except KafkaConnectionError as exc:  # the broker is away or the address is wrong
+        where = settings.kafka_bootstrap_servers or "the embedded broker"
+        print(f"arxiv-stream: cannot reach the Kafka broker at {where}: {exc}", file=sys.stderr)
         return 2
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         # a path the user gave: say which, without a traceback

@@ -4,6 +4,7 @@ OAI-PMH harvest, or a saved response replayed), or a Kaggle snapshot backfilled.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
@@ -12,7 +13,9 @@ from typing import Literal
 
 from broker.client import ensure_topics, producer
 from core.clock import utc_now
+from core.errors import FetchError
 from core.metrics_server import serve_metrics
+from core.schemas import Paper
 from core.settings import Settings
 from db.engine import create_async_engine_for
 from ingest.oai_sets import OAIRequest
@@ -42,22 +45,40 @@ class SnapshotSource:
     until: date | None = None
 
 
+def read_saved(kind: Literal["rss", "oai"], path: Path) -> tuple[list[Paper], list[str]]:
+    """The papers and deleted ids of a saved RSS or OAI-PMH response. Raises one-line errors:
+    no such file, over the 50 MB cap of a download, or not a feed of papers (an HTML page,
+    an OAI Identify or ListSets answer). The ``ingest`` command calls it before it starts
+    anything, and every replay round again (the file may change)."""
+    from ingest.http import MAX_RESPONSE_BYTES
+    from ingest.oai import parse_oai
+    from ingest.rss import parse_rss
+
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "no such feed file", str(path))
+    size = path.stat().st_size
+    if size > MAX_RESPONSE_BYTES:  # the cap of a download holds for a saved one too
+        limit = MAX_RESPONSE_BYTES
+        raise FetchError(f"{path}: {size:,} bytes, over the {limit:,}-byte limit of a feed")
+    data = path.read_bytes()
+    if kind == "rss":
+        return parse_rss(data), []
+    page = parse_oai(data)
+    return page.papers, page.deleted_ids
+
+
 def make_poll(settings: Settings, ingester: Ingester, source: FeedSource) -> Poll:
     """The function one polling round calls."""
     from ingest.http import ArxivHttpClient
-    from ingest.oai import parse_oai
-    from ingest.rss import parse_rss
 
     replay = source.replay
     if replay is not None:
 
         async def replay_saved() -> IngestStats:
-            data = replay.read_bytes()
-            if source.kind == "rss":
-                return await ingester.ingest(parse_rss(data))
-            page = parse_oai(data)
-            stats = await ingester.ingest(page.papers)
-            stats.add(await ingester.delete(page.deleted_ids))
+            papers, deleted = read_saved(source.kind, replay)
+            stats = await ingester.ingest(papers)
+            if deleted:
+                stats.add(await ingester.delete(deleted))
             return stats
 
         return replay_saved

@@ -34,6 +34,15 @@ def select_for_evaluation(
     return chosen[:max_samples] if max_samples is not None else chosen
 
 
+def drop_trained(registry: Registry, version: str, papers: list[Paper]) -> tuple[list[Paper], int]:
+    """``papers`` without those ``version`` learnt from (its train and validation ids), and
+    how many were dropped: a model scored on its own training papers looks better than it
+    is (0.98 on its own training file)."""
+    trained = registry.trained_ids(version)
+    unseen = [p for p in papers if p.arxiv_id not in trained]
+    return unseen, len(papers) - len(unseen)
+
+
 def evaluate_version(registry: Registry, version: str, papers: list[Paper]) -> dict[str, Any]:
     """Metrics (training.evaluate schema) of ``version`` on ``papers``; embeddings go through
     the shared cache, so a second evaluation of the same papers embeds nothing."""

@@ -57,11 +57,20 @@ def test_database_errors(
 
 
 def test_broker_errors(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kafka_bootstrap: str
+    env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    kafka_bootstrap: str,
+    pg_database: Callable[[], str],
+    shared_data: Path,
 ) -> None:
     env.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     assert "cannot reach the Kafka broker" in _one_line_error(
         capsys, ["tail", "--limit", "1", "--idle-exit", "2"]
+    )
+    env.setenv("DATABASE_URL", pg_database())
+    feed = shared_data / "rss" / "aioarxiv-2024-11-28" / "rss_all-archives_2024-11-28.xml"
+    assert "cannot reach the Kafka broker at 127.0.0.1:1" in _one_line_error(
+        capsys, ["ingest", "rss", "--file", str(feed)]
     )
     env.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
     assert "no topic 'no-such-topic'" in _one_line_error(
@@ -74,6 +83,7 @@ def test_input_errors(
     capsys: pytest.CaptureFixture[str],
     pg_database: Callable[[], str],
     tmp_path: Path,
+    shared_data: Path,
 ) -> None:
     env.setenv("DATABASE_URL", pg_database())
     assert "no such snapshot file" in _one_line_error(
@@ -95,3 +105,22 @@ def test_input_errors(
     assert "--base-model and --epochs go with --head finetune" in _one_line_error(
         capsys, ["train", "--snapshot", str(html), "--epochs", "2"]
     )
+    missing = str(tmp_path / "missing.jsonl")
+    for argv in (["evaluate", "--snapshot", missing], ["retrain", "--snapshot", missing]):
+        assert "no such snapshot file" in _one_line_error(capsys, argv), argv
+    assert "missing.xml" in _one_line_error(
+        capsys, ["ingest", "rss", "--file", str(tmp_path / "missing.xml")]
+    )
+    assert "no such file" in _one_line_error(capsys, ["up", "--replay", missing])
+    assert "neither an RSS feed nor an OAI-PMH response" in _one_line_error(
+        capsys, ["up", "--replay", str(html)]
+    )
+    # files that are not what they are given as: refused, nothing stored
+    assert "not a Kaggle-format snapshot" in _one_line_error(
+        capsys, ["train", "--snapshot", str(html)]
+    )
+    for verb in ("Identify", "ListSets"):
+        answer = shared_data / "oai-pmh" / "paperhive-oai-pmh-2018" / f"{verb}.xml"
+        assert verb in _one_line_error(capsys, ["ingest", "oai", "--file", str(answer)]), verb
+    # text that is not UTF-8 (a terminal in another encoding: Python's surrogate escapes)
+    assert "not valid UTF-8" in _one_line_error(capsys, ["predict", "--title", "caf\udce9"])

@@ -42,8 +42,10 @@ def _psql(url: str, sql: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def _interrupt(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
-    process.send_signal(signal.SIGINT)
+def _interrupt(
+    process: subprocess.Popen[bytes], timeout: float = 60, signum: int = signal.SIGINT
+) -> int:
+    process.send_signal(signum)
     return process.wait(timeout)
 
 
@@ -116,4 +118,7 @@ def test_up_replay_labels_every_paper_and_survives_restart(
         url = cli(env, "db", "url").stdout.strip()
         assert _psql(url, "SELECT count(*) FROM latest_labels") == str(len(distinct))
     finally:
-        assert _interrupt(up) == 0
+        # the terminal closed (SIGHUP): a clean stop, the embedded PostgreSQL with it
+        assert _interrupt(up, signum=signal.SIGHUP) == 0, log.read_text()[-3000:]
+    leftovers = subprocess.run(["pgrep", "-f", str(data_dir)], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == "", "processes left running after SIGHUP"

@@ -20,6 +20,7 @@ import pytest
 
 from core.schemas import MAX_MESSAGE_BYTES
 from tests.stream.harness import (
+    TOPIC_DEAD,
     TOPIC_PAPERS,
     FakeDatabase,
     Registry,
@@ -28,7 +29,7 @@ from tests.stream.harness import (
     running_classifier,
 )
 
-IDS = [f"2411.{n:05d}" for n in range(1, 10)]
+IDS = [f"2411.{n:05d}" for n in range(1, 20)]
 
 
 async def test_a_good_batch_is_stored_once_and_published_with_the_model_version(
@@ -82,6 +83,8 @@ async def test_bad_messages_are_dead_lettered_and_the_batch_goes_on(
     bad = {
         "not-json": b"\xff\xfe this is not JSON",
         "oversize": b'{"pad": "' + b"x" * MAX_MESSAGE_BYTES + b'"}',
+        "huge-not-json": b"\xff" * (20 * MAX_MESSAGE_BYTES),  # 20 MB: its dead letter must fit
+        "long-title": orjson.dumps({**as_dict, "title": "t" * 2_000_000}),  # 2 MB title
         "invalid": orjson.dumps({**as_dict, "version": 0}),  # JSON, but not a valid Paper
         "future": orjson.dumps({**as_dict, "schema": "arxiv-stream.paper/9"}),  # unknown schema
     }
@@ -103,6 +106,10 @@ async def test_bad_messages_are_dead_lettered_and_the_batch_goes_on(
             assert letter.payload_sha256 == hashlib.sha256(value).hexdigest()
         assert "1,000,000-byte limit" in dead[b"oversize"].error
         assert dead[b"oversize"].payload_truncated
+        # Every dead letter fits the producer's 1 MB limit, whatever it carries (issue 8 (1)).
+        sent = dict(run.producer.on(TOPIC_DEAD))
+        assert max(len(value) for value in sent.values()) < MAX_MESSAGE_BYTES
+        assert dead[b"huge-not-json"].payload_bytes == 20 * MAX_MESSAGE_BYTES
         assert "version" in dead[b"invalid"].error
         assert "arxiv-stream.paper/9" in dead[b"future"].error
         # The good papers around them are classified, stored together and sent.
@@ -202,3 +209,17 @@ async def test_a_lone_paper_goes_when_the_stream_is_idle_not_after_the_window(
         await run.put(*(message(paper(i)) for i in IDS[1:4]))
         await run.batches(2)
         assert [c.arxiv_id for _, c in run.classified()] == IDS[:4]
+
+
+async def test_a_nul_in_a_paper_is_dropped_and_the_paper_labelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 8 (2): PostgreSQL text cannot hold U+0000; such a title halted classification."""
+    nul = paper(IDS[0]).model_dump(mode="json", by_alias=True) | {"title": "Zero\x00 byte"}
+    async with running_classifier(monkeypatch, batch_size=2) as run:
+        await run.put((IDS[0], orjson.dumps(nul)), message(paper(IDS[1])))
+        await run.batches(1)
+        assert run.dead_letters() == []
+        ((_, first), _) = run.classified()
+        assert first.title == "Zero byte" and "\x00" not in first.title
+        assert run.db.label_writes == [[(IDS[0], 1, "m1"), (IDS[1], 1, "m1")]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core.errors import FeedParseError, StorageError
@@ -52,3 +54,19 @@ async def test_unexpected_errors_still_surface() -> None:
         await run_forever(
             poll, Republisher(set()), interval_s=1, republish_every_s=1, sleep=sleep, rounds=1
         )
+
+
+async def test_a_saved_feed_over_the_download_cap_is_refused_unread(tmp_path: Path) -> None:
+    """Issue 8 (7): the 50 MB cap of a download holds for ``--file`` too (a sparse file:
+    nothing is read, nothing is stored)."""
+    from core.errors import FetchError
+    from core.settings import Settings
+    from ingest.http import MAX_RESPONSE_BYTES
+    from ingest.sources import FeedSource, make_poll
+
+    giant = tmp_path / "giant.xml"
+    with giant.open("wb") as handle:
+        handle.truncate(MAX_RESPONSE_BYTES + 1)
+    poll = make_poll(Settings(), None, FeedSource("rss", replay=giant))  # type: ignore[arg-type]
+    with pytest.raises(FetchError, match="over the 50,000,000-byte limit of a feed"):
+        await poll()

@@ -313,3 +313,16 @@ def test_oai_params_first_request_and_resumption() -> None:
         resumption_token="726959|1001",
     )
     assert resumed == {"verb": "ListRecords", "resumptionToken": "726959|1001"}
+
+
+def test_a_record_over_the_input_limits_is_skipped_naming_it_and_the_page_goes_on(
+    shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8 (1): a 5 MB abstract made the ingester crash-loop, naming no paper."""
+    data = _read(shared_data, f"{LITPUVN}/ListRecords_arXivRaw_from-2016-10-20.xml").decode()
+    first = re.search(r"<abstract>", data)
+    assert first is not None
+    huge = data[: first.end()] + "x " * 2_500_000 + data[first.end() :]  # 5 MB more
+    page = parse_oai(huge.encode())
+    assert len(page.papers) == 386 and page.papers[0].arxiv_id != "0803.4354"
+    assert "skipped OAI record" in caplog.text and "0803.4354" in caplog.text

@@ -176,3 +176,17 @@ def test_rss_url_joins_categories_with_plus() -> None:
     assert url == "https://rss.arxiv.org/rss/cs+math.AG+hep-th"
     with pytest.raises(ConfigError):
         rss_url("https://rss.arxiv.org/rss", [])
+
+
+def test_an_item_over_the_input_limits_is_skipped_naming_it_and_the_feed_goes_on(
+    feed_bytes: bytes, papers: list[Paper], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8 (1): a 5 MB abstract made the ingester crash-loop, naming no paper."""
+    text = feed_bytes.decode()
+    first = re.search(r"<item>.*?<description>", text, flags=re.DOTALL)
+    assert first is not None
+    huge = text[: first.end()] + "x " * 2_500_000 + text[first.end() :]
+    kept = parse_rss(huge.encode())
+    assert len(kept) == len(papers) - 1
+    assert kept[0].arxiv_id == papers[1].arxiv_id
+    assert "skipped RSS item" in caplog.text and papers[0].arxiv_id in caplog.text
