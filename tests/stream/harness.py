@@ -2,7 +2,7 @@
 
 The real agent (``stream.agent.register_classifier``) runs on the real Faust app
 (``stream.app.create_app``) through Faust's ``agent.test_context()``: messages are put on an
-in-memory channel and flow through the real ``take_events`` batching, the real model holder
+in-memory channel and flow through the real batching (``stream.batching``), the real model holder
 and the real write / deliver / dead-letter code. What stands in:
 - the broker's producer (``FakeProducer``): records every send per topic and acknowledges it.
   faust-streaming 0.15.3 has no ``memory://`` broker transport (only aiokafka and
