@@ -74,8 +74,9 @@ def _count(url: str, sql: str) -> int:
 def _up_with_a_model(
     shared_data: Path, data_dir: Path, **settings: str
 ) -> tuple[dict[str, str], str, Path, subprocess.Popen[bytes], set[str]]:
-    """``up --replay`` of the real feed on ``data_dir`` (a copy of ``trained``): (env,
-    database URL, up's log, the up process, the feed's distinct ids)."""
+    """``up --replay`` of the real feed on ``data_dir`` (a copy of ``trained``), once its
+    first 100 labels are in: (env, database URL, up's log, the up process, the feed's
+    distinct ids)."""
     feed = shared_data / FEED
     env = base_env(
         ARXIV_STREAM_DATA_DIR=str(data_dir),
@@ -87,7 +88,45 @@ def _up_with_a_model(
     url = cli(env, "db", "url").stdout.strip()  # the embedded server on disk in data_dir
     log = data_dir / "up.log"
     up = start_cli(env, log, "up", "--replay", str(feed))
+    try:  # the fault comes mid-feed: once the first labels are in
+        wait_for(
+            lambda: _count(url, "SELECT count(*) FROM labels") >= 100,
+            timeout=600, what="the first labels", log=log,
+        )  # fmt: skip
+    except BaseException:
+        _stop(up, log)
+        raise
     return env, url, log, up, {p.arxiv_id for p in parse_rss(feed.read_bytes())}
+
+
+def _stop(up: subprocess.Popen[bytes], log: Path) -> None:
+    """Ctrl-C to ``up``: it must stop cleanly, whatever the fault did."""
+    up.send_signal(signal.SIGINT)
+    assert up.wait(90) == 0, log.read_text()[-3000:]
+
+
+def _labelled_once_and_sent(
+    env: dict[str, str], url: str, log: Path, distinct: set[str], *, since: float
+) -> tuple[float, list[str]]:
+    """Wait until every feed paper is in ``latest_labels``, assert one label row per key,
+    wait until every label is sent: (seconds from ``since`` to all labelled, the ids on
+    ``classified-papers`` with repeats), after asserting the topic holds every paper."""
+    wait_for(
+        lambda: _count(url, "SELECT count(*) FROM latest_labels") == len(distinct),
+        timeout=600, what="every feed paper labelled after the fault", log=log,
+    )  # fmt: skip
+    labelled_s = time.monotonic() - since
+    rows = _count(url, "SELECT count(*) FROM labels")
+    unique = _count(url, "SELECT count(DISTINCT (arxiv_id, version, model_version)) FROM labels")
+    assert rows == unique == len(distinct)  # no duplicate label rows
+    wait_for(
+        lambda: _count(url, "SELECT count(*) FROM labels WHERE published_at IS NULL") == 0,
+        timeout=600, what="every label sent", log=log,
+    )  # fmt: skip
+    tailed = cli(env, "tail", "--from-beginning", "--json", "--idle-exit", "8").stdout
+    sent = [orjson.loads(line)["arxiv_id"] for line in tailed.splitlines()]
+    assert set(sent) == distinct
+    return labelled_s, sent
 
 
 def _worker_pids(up: subprocess.Popen[bytes]) -> list[int]:
@@ -99,10 +138,6 @@ def _worker_pids(up: subprocess.Popen[bytes]) -> list[int]:
 def test_broker_killed_mid_feed_loses_nothing(shared_data: Path, data_dir: Path) -> None:
     env, url, log, up, distinct = _up_with_a_model(shared_data, data_dir)
     try:
-        wait_for(
-            lambda: _count(url, "SELECT count(*) FROM labels") >= 100,
-            timeout=600, what="the first labels", log=log,
-        )  # fmt: skip
         services = orjson.loads((data_dir / "run" / "services.json").read_bytes())
         port = services["kafka_bootstrap"].rsplit(":", 1)[1]
         tansu = subprocess.run(
@@ -135,8 +170,7 @@ def test_broker_killed_mid_feed_loses_nothing(shared_data: Path, data_dir: Path)
             f"labelled {labelled_s:.0f}s later, classified-papers whole {whole_s:.0f}s later"
         )
     finally:
-        up.send_signal(signal.SIGINT)
-        assert up.wait(90) == 0, log.read_text()[-3000:]
+        _stop(up, log)
 
 
 POISONS = {
@@ -177,10 +211,6 @@ def test_poisons_and_a_hung_worker_lose_nothing(shared_data: Path, data_dir: Pat
         shared_data, data_dir, ARXIV_STREAM_WORKER_STALL_S="30"
     )
     try:
-        wait_for(
-            lambda: _count(url, "SELECT count(*) FROM labels") >= 100,
-            timeout=600, what="the first labels", log=log,
-        )  # fmt: skip
         services = orjson.loads((data_dir / "run" / "services.json").read_bytes())
         _publish_poisons(services["kafka_bootstrap"], "arxiv-papers")
         (worker,) = _worker_pids(up)
@@ -226,8 +256,7 @@ def test_poisons_and_a_hung_worker_lose_nothing(shared_data: Path, data_dir: Pat
             f" (stall limit 30 s): every feed paper labelled {labelled_s:.0f}s later"
         )
     finally:
-        up.send_signal(signal.SIGINT)
-        assert up.wait(90) == 0, log.read_text()[-3000:]
+        _stop(up, log)
 
 
 def test_worker_killed_right_after_a_write_loses_nothing(shared_data: Path, data_dir: Path) -> None:
@@ -236,10 +265,6 @@ def test_worker_killed_right_after_a_write_loses_nothing(shared_data: Path, data
     every feed paper ends labelled once, with every label on the topic."""
     env, url, log, up, distinct = _up_with_a_model(shared_data, data_dir)
     try:
-        wait_for(
-            lambda: _count(url, "SELECT count(*) FROM labels") >= 100,
-            timeout=600, what="the first labels", log=log,
-        )  # fmt: skip
         before = _count(url, "SELECT count(*) FROM labels")
         deadline = time.monotonic() + 120
         while _count(url, "SELECT count(*) FROM labels") == before:  # the next batch's write
@@ -250,31 +275,14 @@ def test_worker_killed_right_after_a_write_loses_nothing(shared_data: Path, data
         subprocess.run(["kill", "-KILL", str(worker)], check=True)
         labelled_at_kill = _count(url, "SELECT count(*) FROM labels")
 
-        wait_for(
-            lambda: _count(url, "SELECT count(*) FROM latest_labels") == len(distinct),
-            timeout=600, what="every feed paper labelled after the worker was killed", log=log,
-        )  # fmt: skip
-        labelled_s = time.monotonic() - killed
-        rows = _count(url, "SELECT count(*) FROM labels")
-        unique = _count(
-            url, "SELECT count(DISTINCT (arxiv_id, version, model_version)) FROM labels"
-        )
-        assert rows == unique == len(distinct)  # no duplicate label rows
-        wait_for(
-            lambda: _count(url, "SELECT count(*) FROM labels WHERE published_at IS NULL") == 0,
-            timeout=600, what="every label sent", log=log,
-        )  # fmt: skip
-        tailed = cli(env, "tail", "--from-beginning", "--json", "--idle-exit", "8").stdout
-        sent = [orjson.loads(line)["arxiv_id"] for line in tailed.splitlines()]
-        assert set(sent) == distinct
+        labelled_s, sent = _labelled_once_and_sent(env, url, log, distinct, since=killed)
         print(
             f"\nworker SIGKILL after a write with {labelled_at_kill}/{len(distinct)} labelled: "
             f"every paper labelled {labelled_s:.0f}s later; {len(sent) - len(distinct)} "
             "duplicate messages on classified-papers"
         )
     finally:
-        up.send_signal(signal.SIGINT)
-        assert up.wait(90) == 0, log.read_text()[-3000:]
+        _stop(up, log)
 
 
 def _pg_ctl(pgdata: Path, *args: str, check: bool = True) -> None:
@@ -300,10 +308,6 @@ def test_database_stopped_for_30s_loses_nothing(shared_data: Path, data_dir: Pat
     env, url, log, up, distinct = _up_with_a_model(shared_data, data_dir)
     pgdata = data_dir / "pgdata"
     try:
-        wait_for(
-            lambda: _count(url, "SELECT count(*) FROM labels") >= 100,
-            timeout=600, what="the first labels", log=log,
-        )  # fmt: skip
         options = (pgdata / "postmaster.opts").read_text().split(None, 1)[1]
         _pg_ctl(pgdata, "-m", "fast", "stop")
         stopped = time.monotonic()
@@ -313,22 +317,7 @@ def test_database_stopped_for_30s_loses_nothing(shared_data: Path, data_dir: Pat
         started = time.monotonic()
         labelled_at_start = _count(url, "SELECT count(*) FROM labels")
 
-        wait_for(
-            lambda: _count(url, "SELECT count(*) FROM latest_labels") == len(distinct),
-            timeout=600, what="every feed paper labelled after the outage", log=log,
-        )  # fmt: skip
-        labelled_s = time.monotonic() - started
-        rows = _count(url, "SELECT count(*) FROM labels")
-        unique = _count(
-            url, "SELECT count(DISTINCT (arxiv_id, version, model_version)) FROM labels"
-        )
-        assert rows == unique == len(distinct)  # no duplicate label rows
-        wait_for(
-            lambda: _count(url, "SELECT count(*) FROM labels WHERE published_at IS NULL") == 0,
-            timeout=600, what="every label sent", log=log,
-        )  # fmt: skip
-        tailed = cli(env, "tail", "--from-beginning", "--json", "--idle-exit", "8").stdout
-        assert {orjson.loads(line)["arxiv_id"] for line in tailed.splitlines()} == distinct
+        labelled_s, _ = _labelled_once_and_sent(env, url, log, distinct, since=started)
         print(
             f"\ndatabase stopped {started - stopped:.0f}s with {labelled_at_start}/"
             f"{len(distinct)} labelled when it came back: every paper labelled "
