@@ -45,10 +45,11 @@ lint: venv  ## ruff + mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy core ingest broker db models training lifecycle stream api cli bench
 
-bench: venv  ## embedder variant vs fp32, pipeline throughput and latency, the reader, the API (see bench/README.md)
+bench: venv  ## embedder variant vs fp32, pipeline throughput and latency, the reader, warm retrain, the API (see bench/README.md)
 	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.embedder
 	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.throughput
 	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.reader
+	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.retrain
 	ARXIV_STREAM_SHARED_DATA="$(SHARED)" $(BIN)/python -m bench.api
 
 train-corpus: venv  ## train on the 300k corpus (holdout excluded), gate, promote, evaluate (~1-2 h cold, 2 cores)

@@ -14,12 +14,14 @@ baselines disagree, the machine was not idle and the ratios are not to be truste
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.common import batches, rate
+from bench.cpu import CpuMeter, postgres_pids
 from core.clock import utc_now
 from core.schemas import Paper, encode
 from db.engine import create_async_engine_for
@@ -95,23 +97,46 @@ class BareWorker:
     Per batch of the worker's size, as ``stream.agent`` does it, serially: decode the
     messages and classify them (``stream.pipeline.classify_batch``), then one transaction
     that upserts the papers and labels and reads which are unsent (``write_batch``), then
-    the published mark. Into its own PostgreSQL (``database_url``, migrated, the model
-    registered). Each round writes the same keys again: upserts, as a replay would."""
+    the published mark, then the embeddings into the training cache (``cache_dir``). Into
+    its own PostgreSQL (``database_url``, migrated, the model registered). Each round writes
+    the same keys again: upserts, as a replay would."""
 
-    def __init__(self, classifier: PaperClassifier, database_url: str, *, batch_size: int) -> None:
+    def __init__(
+        self,
+        classifier: PaperClassifier,
+        database_url: str,
+        *,
+        batch_size: int,
+        cache_dir: Path,
+        pgdata: Path,
+    ) -> None:
         self.classifier = classifier
         self.database_url = database_url
         self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.pgdata = pgdata
+        self.last_cpu: dict[str, float] = {}
+        """CPU-seconds of the last pass: this process (``driver``) and its PostgreSQL."""
 
     def papers_per_s(self, papers: Sequence[Paper]) -> float:
         return asyncio.run(self._run(papers))
 
     async def _run(self, papers: Sequence[Paper]) -> float:
-        from stream.agent import label_key, mark_published, write_batch  # the worker's own code
+        from stream.agent import (  # the worker's own code
+            label_key,
+            mark_published,
+            remember_embeddings,
+            write_batch,
+        )
 
         messages = [RawMessage(p.arxiv_id, encode(p)) for p in papers]
         engine = create_async_engine_for(self.database_url)
+        meter = CpuMeter(
+            {"driver": lambda: [os.getpid()], "postgres": lambda: postgres_pids(self.pgdata)},
+            alone=["driver"],
+        )
         try:
+            cpu_before = meter.read()
             start = time.perf_counter()
             for chunk in batches(messages, self.batch_size):
                 result = classify_batch(
@@ -122,7 +147,9 @@ class BareWorker:
                     engine, [label_key(c) for c in result.classified if label_key(c) in unsent],
                     utc_now(),
                 )  # fmt: skip
+                await remember_embeddings(self.cache_dir, result)
             seconds = time.perf_counter() - start
+            self.last_cpu = meter.since(cpu_before)
         finally:
             await engine.dispose()
         return round(rate(len(papers), seconds), 2)

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.common import REPO, rate
+from bench.cpu import CpuMeter, postgres_pids
 from broker.client import ensure_topics, make_consumer, producer
 from broker.embedded import EmbeddedKafka
 from core.machine import available_cpus
@@ -99,8 +100,17 @@ def run_pipeline(
             logs = [work / f"worker-{i + 1}.log" for i in range(workers)]
             started = time.perf_counter()
             processes = [_start_worker(env, log) for log in logs]
+            meter = CpuMeter(
+                {
+                    "workers": lambda: [p.pid for p in processes],
+                    "tansu": lambda: [kafka.pid] if kafka.pid else [],
+                    "postgres": lambda: postgres_pids(pg.pgdata),
+                    "driver": lambda: [os.getpid()],
+                },
+                alone=["driver"],
+            )
             try:
-                run = _Run(settings, model.version, processes, logs, started, timeout_s)
+                run = _Run(settings, model.version, processes, logs, started, timeout_s, meter)
                 result = asyncio.run(run.drive(pg.url, papers, warmup, singles))
             finally:
                 for process in processes:
@@ -192,8 +202,11 @@ class _Run:
         logs: list[Path],
         started: float,
         timeout_s: float,
+        meter: CpuMeter,
     ) -> None:
         self.settings = settings
+        self.meter = meter
+        """CPU-seconds per part (workers, Tansu, PostgreSQL, this driver) of the timed pass."""
         self.version = version
         self.workers = workers
         self.logs = logs
@@ -223,6 +236,7 @@ class _Run:
                 wanted = {p.arxiv_id for p in papers}
                 reader = asyncio.create_task(self._read_classified(wanted))
                 try:
+                    cpu_before = self.meter.read()
                     t0 = time.perf_counter()
                     stats = await ingester.ingest(papers)
                     ingest_s = time.perf_counter() - t0
@@ -233,6 +247,7 @@ class _Run:
                     labels_s = await self._wait_for_labels(engine, len(papers) + 1, "labels") - t0
                     remaining = max(1.0, self.deadline - time.monotonic())
                     classified_s = await asyncio.wait_for(reader, remaining) - t0
+                    cpu = self.meter.since(cpu_before)
                 finally:
                     reader.cancel()
                 latencies = await self._single_latencies(ingester, singles)
@@ -250,6 +265,8 @@ class _Run:
             "end_to_end_s": round(end_to_end_s, 3),
             "end_to_end_papers_per_s": round(rate(n, end_to_end_s), 2),
             "classified_messages_twice": self.messages - n,
+            "cpu_s": cpu,
+            "cpu_ms_per_paper": round(1000 * sum(cpu.values()) / n, 2),
             "single_paper_latencies_s": [round(x, 4) for x in latencies],
         }
 

@@ -187,6 +187,31 @@ def summarize_rounds(
     }
 
 
+def cpu_per_paper(
+    bare_cpu: Sequence[dict[str, float]], pipelines: Sequence[dict[str, Any]], papers: int
+) -> dict[str, Any]:
+    """Mean CPU-milliseconds per paper by part, for the bare worker (this process and its
+    PostgreSQL) and the pipeline (workers, Tansu, PostgreSQL, the driver: ingester and topic
+    reader), and the pipeline's total over the bare worker's: where the extra CPU goes."""
+
+    def mean_ms(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+        parts = sorted({name for row in rows for name in row})
+        return {
+            name: round(1000 * statistics.mean(row.get(name, 0.0) for row in rows) / papers, 2)
+            for name in parts
+        }
+
+    pipeline_rows = [p["cpu_s"] for p in pipelines if p.get("cpu_s")]
+    if not bare_cpu or not pipeline_rows or papers < 1:
+        return {}
+    bare, pipeline = mean_ms(bare_cpu), mean_ms(pipeline_rows)
+    return {
+        "bare_worker_ms": bare,
+        "pipeline_ms": pipeline,
+        "pipeline_over_bare_cpu": ratio(sum(pipeline.values()), sum(bare.values())),
+    }
+
+
 def build_report(
     split: dict[str, Any],
     bare_rates: Sequence[float],
@@ -194,6 +219,7 @@ def build_report(
     model: BenchModel,
     machine_info: dict[str, Any],
     scaled: Sequence[dict[str, Any]] = (),
+    bare_cpu: Sequence[dict[str, float]] = (),
 ) -> dict[str, Any]:
     """The JSON document: inputs, every round's measurements, and their summary. ``scaled``:
     the same rounds with N workers on the same cores, held to that round's single worker."""
@@ -221,6 +247,8 @@ def build_report(
                 split["embed_s"], split["embed_s"] + split["heads_s"]
             ),
         },
+        "cpu_per_paper": cpu_per_paper(bare_cpu, pipelines, split["papers"]),
+        "bare_worker_cpu_s": list(bare_cpu),
         "workers_rounds": list(scaled),
         "workers_summary": summarize_workers(pipelines, scaled) if scaled else None,
     }
@@ -276,6 +304,18 @@ def table(report: dict[str, Any]) -> str:
         ),
         ("embedding share of model", f"{summary['embedding_share_of_model']}", "of time"),
     ]
+    cpu = report.get("cpu_per_paper")
+    if cpu:
+        rows.append(
+            (
+                "CPU per paper: pipeline / bare",
+                f"{cpu['pipeline_over_bare_cpu']}",
+                "pipeline ms "
+                + ", ".join(f"{k} {v}" for k, v in cpu["pipeline_ms"].items())
+                + "; bare ms "
+                + ", ".join(f"{k} {v}" for k, v in cpu["bare_worker_ms"].items()),
+            )
+        )
     workers = report.get("workers_summary")
     if workers:
         rows.append(
@@ -309,9 +349,13 @@ def main(argv: list[str] | None = None) -> int:
         with EmbeddedPostgres(work / "bare-pg") as pg:
             migrate.upgrade(pg.url)
             register_model(pg.url, model)
-            bare = BareWorker(alone.classifier, pg.url, batch_size=args.batch_size)
+            bare = BareWorker(
+                alone.classifier, pg.url, batch_size=args.batch_size,
+                cache_dir=work / "bare-cache", pgdata=pg.pgdata,
+            )  # fmt: skip
             bare.papers_per_s(papers)  # untimed: the first writes insert, later ones upsert
             bare_rates = [bare.papers_per_s(papers)]
+            bare_cpu = [bare.last_cpu]
             pipelines: list[dict[str, Any]] = []
             scaled: list[dict[str, Any]] = []
             for round_ in range(1, args.rounds + 1):
@@ -344,12 +388,13 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 say(f"round {round_}/{args.rounds}: bare worker")
                 bare_rates.append(bare.papers_per_s(papers))
+                bare_cpu.append(bare.last_cpu)
     finally:
         if args.keep:
             say(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    report = build_report(split, bare_rates, pipelines, model, machine_info, scaled)
+    report = build_report(split, bare_rates, pipelines, model, machine_info, scaled, bare_cpu)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]

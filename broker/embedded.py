@@ -97,6 +97,11 @@ class EmbeddedKafka:
         self.stop()
         raise ConfigError(f"tansu did not listen on {self.bootstrap_servers} in {timeout_s}s")
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self.alive() and self._process is not None else None
+
     def alive(self) -> bool:
         """Whether the broker process is still running."""
         return self._process is not None and self._process.poll() is None

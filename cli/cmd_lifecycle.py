@@ -44,6 +44,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="train on the snapshot only, not also on the papers ingested so far",
     )
     retrain.add_argument(
+        "--cold",
+        action="store_true",
+        help="choose the heads afresh (the full selection grid) instead of refitting the "
+        "promoted model's choices from its weights",
+    )
+    retrain.add_argument(
         "--every", type=duration, default=None, help="repeat on a schedule, e.g. 7d, 12h"
     )
     retrain.set_defaults(handler=_retrain)
@@ -60,6 +66,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def print_decision(decision: dict[str, Any]) -> None:
     verdict = "PROMOTED" if decision["promote"] else "KEPT the incumbent"
+    how = f"warm (refitted {decision['warm_from']}'s heads from its weights)"
+    if not decision.get("warm_from"):
+        how = "cold (the selection grid)"
+    print(f"retrain: {how}, {decision.get('seconds', 0):.1f} s")
     print(
         f"{verdict}: challenger {decision['challenger']} vs incumbent "
         f"{decision['incumbent'] or '(none)'} on {decision['held_out']} held-out papers"
@@ -83,7 +93,10 @@ def print_decision(decision: dict[str, Any]) -> None:
 
 def _retrain(args: argparse.Namespace, settings: Settings) -> int:
     options = RetrainOptions(
-        train=train_options(args), margin=args.margin, include_ingested=not args.no_ingested
+        train=train_options(args),
+        margin=args.margin,
+        include_ingested=not args.no_ingested,
+        cold=args.cold,
     )
     options.train.check()
     from ingest.snapshot import snapshot_files

@@ -49,7 +49,7 @@ def evaluate_version(registry: Registry, version: str, papers: list[Paper]) -> d
     from models.cache import EmbeddingCache
     from training.evaluate import evaluate
 
-    classifier = registry.load(version)
+    classifier = registry.load(version, defer_embedder=True)  # cached texts need no model
     with EmbeddingCache(registry.settings.embedding_cache_dir) as cache:
         metrics = evaluate(classifier, papers, cache=cache)
     metrics["model_version"] = version

@@ -69,13 +69,15 @@ class Registry:
 
     # --- files -----------------------------------------------------------------------
 
-    def load(self, version: str) -> PaperClassifier:
+    def load(self, version: str, *, defer_embedder: bool = False) -> PaperClassifier:
+        """The bundle of ``version``; ``defer_embedder``: its embedder loads on first use."""
         from models.classifier import PaperClassifier  # torch loads only for this
 
         return PaperClassifier.load(
             self.path(version),
             device=self.settings.device,
             batch_size=self.settings.embed_batch_size,
+            defer_embedder=defer_embedder,
         )
 
     def trained_ids(self, version: str) -> set[str]:

@@ -5,6 +5,7 @@ regress (training.promotion). The ``retrain`` use case."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,9 @@ class RetrainOptions:
     """Largest allowed drop of a guarded metric (absolute)."""
     include_ingested: bool = True
     """Also train on every paper ingested so far (an ingested copy overrides the snapshot's)."""
+    cold: bool = False
+    """Choose the heads afresh (the selection grid) instead of refitting the incumbent's
+    choices from its weights (training.warm, which also falls back to cold by itself)."""
 
 
 async def _all_ingested(conn: Any) -> list[Paper]:
@@ -70,10 +74,13 @@ def retrain_once(
     from training.holdout import in_holdout
     from training.promotion import decide
 
+    started = time.perf_counter()
     papers = gather_papers(registry, snapshot, options)
-    # max_samples was applied to the snapshot; every ingested paper counts
-    result = train(settings, papers, replace(options.train, max_samples=None), now=now)
     incumbent = registry.promoted_version()
+    warm_from = registry.path(incumbent) if incumbent and not options.cold else None
+    # max_samples was applied to the snapshot; every ingested paper counts
+    train_options = replace(options.train, max_samples=None, warm_from=warm_from)
+    result = train(settings, papers, train_options, now=now)
     seen_by_incumbent = registry.trained_ids(incumbent) if incumbent else set()
     test_ids = set(result.test_ids) - seen_by_incumbent
     held_out = [p for p in papers if p.arxiv_id in test_ids]
@@ -88,6 +95,7 @@ def retrain_once(
     decision.update(
         challenger=result.version,
         incumbent=incumbent,
+        warm_from=result.metrics["selection"].get("warm_start", {}).get("from"),
         held_out=len(held_out),
         held_out_rule=HELD_OUT_RULE,
         decided_at=now.isoformat(),
@@ -97,6 +105,9 @@ def retrain_once(
     if options.train.exclude_holdout:
         holdout = [p for p in papers if in_holdout(p.arxiv_id)]
         decision["holdout_metrics"] = evaluate_version(registry, result.version, holdout)
+    # reading, training, both evaluations: what a retrain costs in a process that has its
+    # imports done (``retrain --every`` pays those once)
+    decision["seconds"] = round(time.perf_counter() - started, 2)
     registry.register(result, now=now, promote=False)
     if decision["promote"]:
         registry.promote(result.version, now=now, decision=decision)

@@ -50,6 +50,9 @@ class TrainOptions:
     """Also fit the TF-IDF text head (used where validation says it helps)."""
     exclude_holdout: bool = False
     """Never train on the fixed evaluation holdout (training.holdout)."""
+    warm_from: Path | None = None
+    """An earlier bundle whose choices and weights to refit from (training.warm); retrain
+    sets it to the incumbent's unless asked for a cold run."""
 
     def check(self) -> None:
         if self.head != "finetune" and (self.base_model or self.epochs):
@@ -92,6 +95,7 @@ def train(
         text_head=options.text_head,
         tune=options.tune,
         exclude_holdout=options.exclude_holdout,
+        warm_from=options.warm_from,
         seed=options.seed,
         split=options.split,
         max_samples=options.max_samples,

@@ -9,6 +9,9 @@ texts embeds nothing.
     cache = EmbeddingCache(settings.embedding_cache_dir)
     X = embed_with_cache(embedder, texts, cache)     # float32 (n, dim), input order
     cache.stats                                       # CacheStats(hits=..., misses=...)
+
+The stream worker adds the vectors it computes anyway (``remember``), so the papers it has
+labelled cost a retrain nothing to embed.
 """
 
 from __future__ import annotations
@@ -110,6 +113,14 @@ class EmbeddingCache:
             return int(self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
         query = "SELECT COUNT(*) FROM embeddings WHERE model_id = ?"
         return int(self._db.execute(query, (model_id,)).fetchone()[0])
+
+
+def remember(directory: Path, model_id: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+    """Add vectors someone already computed (the stream worker's, as it labels) to the cache
+    in ``directory``: one short connection and one transaction, so any thread may call it.
+    A retrain then finds the papers the stream labelled already embedded."""
+    with EmbeddingCache(directory) as cache:
+        cache.put(model_id, [text_key(t) for t in texts], vectors)
 
 
 def embed_with_cache(

@@ -23,7 +23,13 @@ import numpy as np
 from core.errors import ModelFormatError
 from models.bundle import FINETUNED_KIND, BundleConfig, HeadInfo, read_config
 from models.device import resolve_device
-from models.embedder import Embedder, cpu_has_native_bf16, openvino_available
+from models.embedder import (
+    AnyEmbedder,
+    DeferredEmbedder,
+    Embedder,
+    cpu_has_native_bf16,
+    openvino_available,
+)
 from models.finetuned import FinetunedEncoderHead
 from models.heads import (
     Head,
@@ -50,7 +56,7 @@ class PaperClassifier:
         self,
         config: BundleConfig,
         heads: dict[str, BundleHead],
-        embedder: Embedder | None,
+        embedder: AnyEmbedder | None,
         path: Path,
     ) -> None:
         self.config = config
@@ -70,6 +76,7 @@ class PaperClassifier:
         with_embedder: bool = True,
         variant: str | None = None,
         num_threads: int | None = None,
+        defer_embedder: bool = False,
     ) -> PaperClassifier:
         """Read ``model_dir``; ModelNotFoundError / ModelFormatError say how to make one.
         ``num_threads``: CPU threads for the embedder (default: every core this process may
@@ -77,7 +84,9 @@ class PaperClassifier:
 
         ``with_embedder=False`` loads heads only (for ``predict_embeddings``; a fine-tuned
         encoder is a head, so it is loaded all the same);
-        ``variant`` overrides the bundle's embedder variant (not recommended).
+        ``variant`` overrides the bundle's embedder variant (not recommended);
+        ``defer_embedder``: load the embedder only when a text has to be embedded
+        (models.embedder.DeferredEmbedder: an evaluation whose texts are cached never does).
         """
         model_dir = Path(model_dir)
         config = read_config(model_dir)
@@ -89,6 +98,12 @@ class PaperClassifier:
         if with_embedder and config.embedder is not None:
             resolved = resolve_device(device)
             chosen = serving_variant(variant or config.embedder.variant, resolved, config.version)
+            if defer_embedder:
+                return cls(config, heads, DeferredEmbedder(
+                    config.embedder.name, variant=chosen, dim=config.embedder.dim,
+                    max_seq_length=config.embedder.max_seq_length, device=resolved,
+                    batch_size=batch_size, num_threads=num_threads,
+                ), model_dir)  # fmt: skip
             embedder = Embedder(
                 config.embedder.name,
                 device=resolved,

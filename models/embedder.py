@@ -273,3 +273,66 @@ def _load_sentence_transformer(path: str, device: str) -> Any:
     finally:
         if bars:
             hf_logging.enable_progress_bar()
+
+
+class DeferredEmbedder:
+    """An ``Embedder`` of a known identity (name, variant, dim: a bundle's ``EmbedderInfo``)
+    that loads the model only when it first has to encode.
+
+    Loading costs seconds (the transformers imports, the OpenVINO conversion); a retrain or
+    an evaluation whose texts are all in the embedding cache never pays it. The variant is
+    explicit, so ``model_id`` is known before loading and the cache is keyed as the loaded
+    embedder would key it. A loaded model of another size is refused.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        variant: str,
+        dim: int,
+        max_seq_length: int,
+        device: str = "auto",
+        batch_size: int | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        if variant not in VARIANTS or variant == "auto":
+            raise ConfigError(f"a deferred embedder needs an explicit variant, got {variant!r}")
+        self.name, self.variant, self.dim = canonical_name(name), variant, dim
+        self.max_seq_length = max_seq_length
+        self.device = resolve_device(device)
+        self.model_id = model_id_of(self.name, variant)
+        self._batch_size, self._num_threads = batch_size, num_threads
+        self._loaded: Embedder | None = None
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._loaded is not None else "not loaded"
+        return f"DeferredEmbedder({self.model_id!r}, {state})"
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def load(self) -> Embedder:
+        """The embedder, built now if it was not yet."""
+        if self._loaded is None:
+            embedder = Embedder(
+                self.name, device=self.device, variant=self.variant,
+                batch_size=self._batch_size, num_threads=self._num_threads,
+            )  # fmt: skip
+            if embedder.dim != self.dim:
+                raise ConfigError(
+                    f"embedder {self.name!r} gives {embedder.dim}-d vectors, expected {self.dim}"
+                )
+            self._loaded = embedder
+        return self._loaded
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """As ``Embedder.encode``; an empty list needs no model."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.load().encode(texts)
+
+
+AnyEmbedder = Embedder | DeferredEmbedder
+"""What training and evaluation embed with: loaded now, or on first need."""

@@ -14,6 +14,8 @@ Order per batch (at-least-once; one decision point per failure, each with a dest
     mark unset and stream.delivery re-sends it later (dead letter ``publish`` is not needed:
     the label is safe in PostgreSQL). Dead letters are sent with retries until the broker
     takes them (they are bounded in size, so they always fit).
+The batch's embeddings also go to the training embedding cache (models.cache.remember,
+best effort), so a retrain finds the papers the stream labelled already embedded.
 A batch is acknowledged (stream.batching) only when steps 3-4 are done for it, so nothing is
 acked with an unhandled failure in it. Steps 3-4 of batch k run while batch k+1 is embedded
 (step 2): the CPU is not idle while the database and the broker answer. They run one batch
@@ -29,9 +31,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import faust
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.errors import StorageError
@@ -40,6 +44,7 @@ from core.settings import Settings
 from db import repository
 from db.repository import LabelKey
 from db.vector_store import EMBEDDING_DIM
+from models.cache import remember
 from stream import metrics
 from stream.batching import Batch, batches
 from stream.model_holder import ModelHolder
@@ -187,6 +192,26 @@ async def keep_embeddings(
         log.warning("could not store %d embeddings: %s", len(rows), str(exc).splitlines()[0])
 
 
+async def remember_embeddings(cache_dir: Path, result: BatchResult) -> None:
+    """Add the batch's embeddings to the training embedding cache (models.cache), so a
+    retrain does not embed these papers again. Best effort, off the event loop: a full disk
+    or a locked cache only costs that retrain the embedding."""
+    pairs = [
+        (paper.text, vector)
+        for paper, vector in zip(result.papers, result.embeddings, strict=True)
+        if vector is not None
+    ]
+    if not pairs or result.embedder is None:
+        return
+    texts = [text for text, _ in pairs]
+    vectors = np.asarray([vector for _, vector in pairs], dtype=np.float32)
+    call = partial(remember, cache_dir, result.embedder, texts, vectors)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, call)
+    except Exception as exc:
+        log.warning("could not cache %d embeddings: %s", len(texts), str(exc).splitlines()[0])
+
+
 async def record_dead_letters(engine: AsyncEngine, letters: Sequence[DeadLetter]) -> None:
     """A row per dead letter for the API's statistics. Best effort: the dead-letter topic
     is their destination and already has them."""
@@ -218,7 +243,10 @@ def register_classifier(
     engine: AsyncEngine,
     clock: Callable[[], datetime],
     store_embeddings: bool = False,
+    cache_dir: Path | None = None,
 ) -> faust.types.AgentT[Any]:
+    """The classification agent on ``app``. ``store_embeddings``: keep vectors in pgvector
+    for similar papers; ``cache_dir``: add them to the training embedding cache too."""
     papers_topic = app.topic(settings.topic_papers, key_serializer="raw", value_serializer="raw")
     classified_topic = app.topic(
         settings.topic_classified, key_serializer="raw", value_serializer="raw"
@@ -253,6 +281,8 @@ def register_classifier(
         )  # fmt: skip
         if store_embeddings:
             await keep_embeddings(engine, result, stored, clock())
+        if cache_dir is not None:
+            await remember_embeddings(cache_dir, result)
         for dead in result.dead_letters:
             log.warning("dead-lettered a message (%s): %s", dead.reason, dead.error[:200])
         await deliver_until_sent(

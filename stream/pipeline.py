@@ -133,7 +133,11 @@ def classify_batch(
             predictions = list(found)
             if X is not None:
                 vectors = [row.tolist() for row in X]
-                result.embedder = getattr(classifier, "model_id", None)
+                # the id of what computed them (a bf16 bundle may be served by its fp32 twin)
+                embedder = getattr(classifier, "embedder", None)
+                result.embedder = getattr(embedder, "model_id", None) or getattr(
+                    classifier, "model_id", None
+                )
         else:
             predictions = list(classifier.predict_texts(texts, top_k=top_k))
     except Exception:  # the model failed on the batch: find the culprit(s) one by one

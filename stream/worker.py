@@ -33,8 +33,9 @@ def build_worker(
     if not vectors:
         log.info("no pgvector in this database: paper embeddings are not stored")
     register_classifier(
-        app, settings, holder=holder, engine=engine, clock=utc_now, store_embeddings=vectors
-    )
+        app, settings, holder=holder, engine=engine, clock=utc_now, store_embeddings=vectors,
+        cache_dir=settings.embedding_cache_dir,
+    )  # fmt: skip
 
     classified = app.topic(settings.topic_classified, key_serializer="raw", value_serializer="raw")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from models.bundle import BundleConfig, EmbedderInfo, HeadInfo, write_config
 from models.classifier import PaperClassifier
-from models.embedder import Embedder
+from models.embedder import AnyEmbedder
 from training.data import PaperData
 from training.evaluate import evaluate_scores
 from training.labels import PaperLabels, category_mapping
@@ -24,7 +24,7 @@ def write_bundle(
     stage: Path,
     version: str,
     now: datetime,
-    embedder: Embedder,
+    embedder: AnyEmbedder,
     heads: dict[str, Any],
     selection: dict[str, Any],
     summary: dict[str, Any],

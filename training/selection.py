@@ -97,7 +97,7 @@ def fit_heads(
     text_record: dict[str, Any] = {"text_weight": 0.0}
     if texts is not None and large:  # at 4k papers it lost on validation (docs/quality.md)
         bar.set_postfix_str("text (tf-idf)")
-        text_head, p_text = _fit_text_head(texts, column(labels, "category"), parts, category, seed)
+        text_head, p_text = fit_text_head(texts, column(labels, "category"), parts, category, seed)
         weight, scores = choose_text_weight(p_val, p_text, category.classes, truth)
         text_record = {"text_weight": weight, "text_weight_val_score": scores}
         if weight > 0.0:
@@ -168,7 +168,7 @@ def _choose_category(
     return chosen, category, tried, blend_val
 
 
-def _fit_text_head(
+def fit_text_head(
     texts: Sequence[str], y: list[str], parts: Split, category: SingleLabelHead, seed: int
 ) -> tuple[TfidfHead, np.ndarray]:
     """The TF-IDF head fitted on the train rows, and its validation probabilities in the

@@ -39,12 +39,20 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import ModelFormatError
 from core.schemas import Paper
 from ingest.snapshot import SnapshotSource
-from models.bundle import write_metrics
+from models.bundle import read_config, write_metrics
 from models.cache import EmbeddingCache, embed_with_cache
 from models.classifier import PaperClassifier
-from models.embedder import DEFAULT_EMBEDDER, Embedder
+from models.device import resolve_device
+from models.embedder import (
+    DEFAULT_EMBEDDER,
+    AnyEmbedder,
+    DeferredEmbedder,
+    Embedder,
+    canonical_name,
+)
 from models.heads import StoredHead
 from models.registry import new_version_id, publish, staging_dir
 from training.bundle_writer import run_params, score_splits, summarize, write_bundle
@@ -54,6 +62,7 @@ from training.selection import HeadChoice, fit_heads
 from training.splits import Split, SplitKind
 from training.tracking import track_run
 from training.tuning import tune_softmax_head
+from training.warm import WarmStart, load_warm_start, refit_heads
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +95,12 @@ def train_model(
     max_samples: int | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
-    embedder: Embedder | None = None,
+    embedder: AnyEmbedder | None = None,
     progress: bool | None = None,
     text_head: bool = True,
     tune: int = 0,
     exclude_holdout: bool = False,
+    warm_from: Path | None = None,
 ) -> TrainResult:
     """Train, evaluate and write one model version under ``models_dir``; see module doc.
 
@@ -100,21 +110,34 @@ def train_model(
     "stderr is a terminal". ``text_head``: also fit the TF-IDF head and fuse it when
     validation says so. ``tune``: Optuna trials over the softmax head (training.tuning).
     ``exclude_holdout``: drop the fixed evaluation holdout (training.holdout) first.
+    ``warm_from``: an earlier bundle (the incumbent) whose choices and weights to refit
+    from, where training.warm says they apply (else a cold train, the log says why).
     """
     run = TrainingRun.start(now, progress)
     data, parts = read_and_split(
         papers, run, split=split, seed=seed, max_samples=max_samples,
         val_fraction=val_fraction, test_fraction=test_fraction, exclude_holdout=exclude_holdout,
     )  # fmt: skip
-    embedder = embedder or Embedder(
-        embedder_name, device=device, variant=variant, batch_size=batch_size
-    )
+    chosen: AnyEmbedder | None = embedder
+    if chosen is None and warm_from is not None and variant == "auto":
+        chosen = _incumbents_embedder(warm_from, embedder_name, device, batch_size)
+    if chosen is None:
+        chosen = Embedder(embedder_name, device=device, variant=variant, batch_size=batch_size)
+    embedder = chosen
     texts = [p.text for p in data.papers]
     with run.timed("embed"):
         X, embedded = _embed(embedder, texts, cache_dir, show=run.show)
+    warm = None
+    if warm_from is not None and not tune:
+        warm, why = load_warm_start(
+            warm_from, embedder_name=embedder.name, dim=embedder.dim,
+            train_rows=len(parts.train), head=head,
+        )  # fmt: skip
+        log.info("%s retrain: %s", "warm" if warm else "cold", why)
     heads, selection = _fit(
-        X, data, parts, run, head=head, seed=seed, tune=tune, texts=texts if text_head else None
-    )
+        X, data, parts, run,
+        head=head, seed=seed, tune=tune, texts=texts if text_head else None, warm=warm,
+    )  # fmt: skip
     stage = fresh_stage(models_dir, run.version)
     summary = summarize(data, parts, run.seconds) | {
         "embedder_device": embedder.device,
@@ -232,7 +255,7 @@ def finish_bundle(
 
 # --- steps of train_model ---------------------------------------------------------------------
 def _embed(
-    embedder: Embedder, texts: list[str], cache_dir: Path | None, *, show: bool
+    embedder: AnyEmbedder, texts: list[str], cache_dir: Path | None, *, show: bool
 ) -> tuple[np.ndarray, int]:
     """(embeddings float32 (n, dim), how many texts had to be embedded)."""
     if cache_dir is None:
@@ -240,6 +263,27 @@ def _embed(
     with EmbeddingCache(cache_dir) as cache:
         X = embed_with_cache(embedder, texts, cache, show_progress=show)
         return X, cache.stats.misses
+
+
+def _incumbents_embedder(
+    model_dir: Path, name: str, device: str, batch_size: int | None
+) -> DeferredEmbedder | None:
+    """The incumbent's embedder variant, loaded only if some text is not cached: a warm
+    retrain then finds the incumbent's vectors in the cache and its heads read the same
+    features. None (choose afresh) when the incumbent reads another model, has no
+    embedder, or its variant does not run on this device."""
+    try:
+        info = read_config(model_dir).embedder
+    except (ModelFormatError, OSError):
+        return None
+    if info is None or info.name != canonical_name(name):
+        return None
+    if info.variant.startswith("ov-") and resolve_device(device) != "cpu":
+        return None
+    return DeferredEmbedder(
+        info.name, variant=info.variant, dim=info.dim, max_seq_length=info.max_seq_length,
+        device=device, batch_size=batch_size,
+    )  # fmt: skip
 
 
 def _fit(
@@ -252,9 +296,14 @@ def _fit(
     seed: int,
     tune: int,
     texts: list[str] | None,
+    warm: WarmStart | None = None,
 ) -> tuple[dict[str, StoredHead], dict[str, Any]]:
     """Tune the softmax head (``tune`` trials, timed as ``tune``), then fit the heads on train
-    and choose on validation (timed as ``fit``, tuning included): (heads, selection)."""
+    and choose on validation (timed as ``fit``, tuning included): (heads, selection).
+    With ``warm``: the incumbent's heads refitted from its weights instead (training.warm)."""
+    if warm is not None:
+        with run.timed("fit"):
+            return refit_heads(X, data.labels, parts, warm, seed=seed, show=run.show, texts=texts)
     with run.timed("fit"):
         tuned, tuning = None, None
         if tune:

@@ -60,11 +60,18 @@ class KNNBlendHead:
         self._logreg_columns = np.zeros(0, dtype=np.int64)  # logreg class j -> classes index
 
     def fit(
-        self, X: np.ndarray, y: Sequence[str], *, label_sets: Sequence[Sequence[str]] | None = None
+        self,
+        X: np.ndarray,
+        y: Sequence[str],
+        *,
+        label_sets: Sequence[Sequence[str]] | None = None,
+        init: KNNBlendHead | None = None,
     ) -> KNNBlendHead:
         """Logreg on ``y`` (primary categories); kNN votes over ``label_sets`` (each paper's
-        declared categories, default ``[y_i]``)."""
-        logreg = LogRegHead(C=self.C, max_iter=self.max_iter, seed=self.seed).fit(X, y)
+        declared categories, default ``[y_i]``). ``init``: an earlier blend whose logistic
+        part starts this one's (a retrain's warm start; the kNN memory is rebuilt)."""
+        start = init.logreg if init is not None else None
+        logreg = LogRegHead(C=self.C, max_iter=self.max_iter, seed=self.seed).fit(X, y, init=start)
         return self.attach(logreg, X, [[t] for t in y] if label_sets is None else label_sets)
 
     def attach(

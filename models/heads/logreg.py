@@ -16,6 +16,7 @@ from models.heads.common import (
     softmax,
     write_head,
 )
+from models.heads.warm import linear_start
 
 
 # --- logistic regression ------------------------------------------------------------------
@@ -29,21 +30,45 @@ class LogRegHead:
         self.classes: list[str] = []
         self.coef = np.zeros((0, 0), dtype=np.float32)  # (k, d)
         self.intercept = np.zeros(0, dtype=np.float32)  # (k,)
+        self.iterations = 0  # lbfgs iterations of the last fit (not saved)
         self._scale: Standardizer | None = None
 
-    def fit(self, X: np.ndarray, y: Sequence[str]) -> LogRegHead:
+    def fit(self, X: np.ndarray, y: Sequence[str], *, init: LogRegHead | None = None) -> LogRegHead:
+        """Fit on (X, y); ``init``: an earlier fit to start lbfgs from (a retrain's warm start,
+        models.heads.warm). The optimum is the same (the loss is convex), only reached sooner."""
         from sklearn.linear_model import LogisticRegression
 
         self.classes, codes = encode_labels(y)
         self._scale = Standardizer.fit(X)
-        model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
+        start = init.start_for(self.classes, self._scale) if init is not None else None
+        model = LogisticRegression(
+            C=self.C, max_iter=self.max_iter, random_state=self.seed, warm_start=start is not None
+        )
+        if start is not None:
+            model.coef_, model.intercept_ = start
         model.fit(self._scale(X), codes)
+        self.iterations = int(np.max(model.n_iter_))
         coef, intercept = model.coef_, model.intercept_
         if coef.shape[0] == 1:  # binary: sigmoid(w.x+b) == softmax([0, w.x+b])[1]
             coef = np.vstack([np.zeros_like(coef), coef])
             intercept = np.concatenate([[0.0], intercept])
         self.coef, self.intercept = coef.astype(np.float32), intercept.astype(np.float32)
         return self
+
+    def start_for(
+        self, classes: Sequence[str], scale: Standardizer
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """These weights as lbfgs's start for ``classes`` on inputs standardised by ``scale``
+        (float64 (k, d), (k,)); None for two classes, which scikit-learn fits as one row."""
+        if self._scale is None:
+            raise RuntimeError("LogRegHead: an unfitted head cannot start a fit")
+        if len(classes) < 3:
+            return None
+        coef, intercept = linear_start(
+            self.coef, self.intercept,
+            old_scale=self._scale, old_classes=self.classes, new_scale=scale, new_classes=classes,
+        )  # fmt: skip
+        return coef.astype(np.float64), intercept.astype(np.float64)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if self._scale is None:

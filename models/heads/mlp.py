@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from models.heads.common import (
     write_head,
 )
 from models.heads.torchfit import copy_state
+from models.heads.warm import network_start
 
 
 # --- MLP --------------------------------------------------------------------------------------
@@ -59,7 +60,10 @@ class MLPHead:
         *,
         X_val: np.ndarray | None = None,
         y_val: Sequence[str] | None = None,
+        init: MLPHead | None = None,
     ) -> MLPHead:
+        """Fit on (X, y) with early stopping; ``init``: an earlier fit of the same width to
+        start from (a retrain's warm start), whose start is also the first kept candidate."""
         import torch
 
         self.classes, codes = encode_labels(y)
@@ -72,11 +76,16 @@ class MLPHead:
             torch.nn.Dropout(self.dropout),
             torch.nn.Linear(self.hidden, len(self.classes)),
         )
+        if init is not None:
+            net.load_state_dict(self._start_state(init))
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         xt, yt = torch.from_numpy(self._scale(X_tr)), torch.from_numpy(y_tr)
         xv, yv = torch.from_numpy(self._scale(X_va)), torch.from_numpy(y_va)
         gen = torch.Generator().manual_seed(self.seed)
         best, best_state, stale = float("inf"), copy_state(net), 0
+        if init is not None and len(yv):
+            with torch.no_grad():
+                best = float(torch.nn.functional.cross_entropy(net.eval()(xv), yv))
         for epoch in range(self.max_epochs):
             self.epochs_run = epoch + 1
             net.train()
@@ -102,6 +111,24 @@ class MLPHead:
             "b2": best_state["3.bias"],
         }
         return self
+
+    def _start_state(self, init: MLPHead) -> dict[str, Any]:
+        """``init``'s weights rebased to this fit's standardiser and classes, as the state
+        dict of ``fit``'s net."""
+        import torch
+
+        if init._scale is None or self._scale is None or init.hidden != self.hidden:
+            raise RuntimeError("MLPHead: can only start from a fitted head of the same width")
+        w = network_start(
+            init.weights,
+            old_scale=init._scale, old_classes=init.classes,
+            new_scale=self._scale, new_classes=self.classes,
+        )  # fmt: skip
+        names = {"0.weight": "w1", "0.bias": "b1", "3.weight": "w2", "3.bias": "b2"}
+        return {
+            key: torch.from_numpy(np.ascontiguousarray(w[name].T if w[name].ndim == 2 else w[name]))
+            for key, name in names.items()
+        }
 
     def _early_stopping_split(
         self,

@@ -9,7 +9,9 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from models.heads.common import Standardizer, check_rows, read_head, sigmoid, write_head
+from models.heads.ovr import fit_one_vs_rest
 from models.heads.torchfit import FitSettings, fit_network
+from models.heads.warm import linear_start
 
 
 # --- multi-label ------------------------------------------------------------------------------
@@ -24,7 +26,8 @@ class MultiLabelHead:
     positives overfits, val micro-F1 0.65 vs test 0.54; 0.5 everywhere gives test 0.51; the
     global threshold (~0.2) with per-label ones from 10 positives generalises best.)
 
-    ``solver``: ``lbfgs`` fits one scikit-learn logistic regression per label (small data);
+    ``solver``: ``lbfgs`` fits every label's logistic regression as one L-BFGS-B problem
+    (models.heads.ovr; small data);
     ``torch`` fits every label at once with mini-batches (binary cross-entropy, AdamW weight
     decay as the L2), which is what makes 300k papers x ~170 labels a minute's work.
     """
@@ -35,7 +38,7 @@ class MultiLabelHead:
         self,
         *,
         C: float = 0.02,
-        max_iter: int = 300,
+        max_iter: int = 1000,
         min_positives: int = 10,
         default_threshold: float = 0.5,
         seed: int = 0,
@@ -47,6 +50,7 @@ class MultiLabelHead:
         self.coef = np.zeros((0, 0), dtype=np.float32)  # (L, d)
         self.intercept = np.zeros(0, dtype=np.float32)  # (L,)
         self.thresholds = np.zeros(0, dtype=np.float32)  # (L,)
+        self.iterations = 0  # L-BFGS-B iterations of the last lbfgs fit (not saved)
         self.global_threshold = default_threshold
         self._scale: Standardizer | None = None
 
@@ -57,7 +61,10 @@ class MultiLabelHead:
         *,
         X_val: np.ndarray | None = None,
         y_val: Sequence[Sequence[str]] | None = None,
+        init: MultiLabelHead | None = None,
     ) -> MultiLabelHead:
+        """Fit every label, then tune thresholds on (X_val, y_val) when given. ``init``: an
+        earlier fit whose per-label weights start this one (a retrain's warm start)."""
         counts: dict[str, int] = {}
         for labels in y:
             for label in set(labels):
@@ -67,10 +74,11 @@ class MultiLabelHead:
             raise ValueError("MultiLabelHead: no label has both positive and negative rows")
         self._scale = Standardizer.fit(X)
         Xs, Y = self._scale(X), label_matrix(y, self.classes)
+        start = self._start_from(init) if init is not None else None
         if self.solver == "torch":
-            self._fit_torch(Xs, Y, X_val, y_val)
+            self._fit_torch(Xs, Y, X_val, y_val, start)
         else:
-            self._fit_lbfgs(Xs, Y)
+            self._fit_lbfgs(Xs, Y, start)
         self.thresholds = np.full(len(self.classes), self.default_threshold, dtype=np.float32)
         if X_val is not None and y_val is not None and len(y_val):
             probs, truth = self.predict_proba(X_val), label_matrix(y_val, self.classes)
@@ -80,16 +88,23 @@ class MultiLabelHead:
             )
         return self
 
-    def _fit_lbfgs(self, Xs: np.ndarray, Y: np.ndarray) -> None:
-        from sklearn.linear_model import LogisticRegression
+    def _start_from(self, init: MultiLabelHead) -> tuple[np.ndarray, np.ndarray]:
+        """``init``'s per-label weights for this fit's labels and standardiser (a label it
+        did not have starts at zero weights and its lowest bias)."""
+        if init._scale is None or self._scale is None:
+            raise RuntimeError("MultiLabelHead: an unfitted head cannot start a fit")
+        return linear_start(
+            init.coef, init.intercept,
+            old_scale=init._scale, old_classes=init.classes,
+            new_scale=self._scale, new_classes=self.classes,
+        )  # fmt: skip
 
-        coef = np.zeros((len(self.classes), Xs.shape[1]), dtype=np.float32)
-        intercept = np.zeros(len(self.classes), dtype=np.float32)
-        for j in range(len(self.classes)):
-            model = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
-            model.fit(Xs, Y[:, j])
-            coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
-        self.coef, self.intercept = coef, intercept
+    def _fit_lbfgs(
+        self, Xs: np.ndarray, Y: np.ndarray, start: tuple[np.ndarray, np.ndarray] | None
+    ) -> None:
+        self.coef, self.intercept, self.iterations = fit_one_vs_rest(
+            Xs, Y, C=self.C, max_iter=self.max_iter, start=start
+        )
 
     def _fit_torch(
         self,
@@ -97,6 +112,7 @@ class MultiLabelHead:
         Y: np.ndarray,
         X_val: np.ndarray | None,
         y_val: Sequence[Sequence[str]] | None,
+        start: tuple[np.ndarray, np.ndarray] | None,
     ) -> None:
         assert self._scale is not None
         has_val = X_val is not None and y_val is not None and len(y_val) > 0
@@ -108,6 +124,7 @@ class MultiLabelHead:
             settings=FitSettings(lr=2e-3, weight_decay=1e-4, max_epochs=30, seed=self.seed),
             X_val=self._scale(X_val) if has_val else None,  # type: ignore[arg-type]
             targets_val=label_matrix(y_val, self.classes) if has_val else None,  # type: ignore[arg-type]
+            init={"w2": start[0].T.copy(), "b2": start[1]} if start is not None else None,
         )
         self.coef = np.ascontiguousarray(weights["w2"].T)
         self.intercept = weights["b2"]

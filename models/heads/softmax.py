@@ -22,6 +22,7 @@ from models.heads.common import (
     write_head,
 )
 from models.heads.torchfit import FitSettings, fit_network, forward_numpy
+from models.heads.warm import network_start
 
 
 class SoftmaxHead:
@@ -43,10 +44,21 @@ class SoftmaxHead:
         *,
         X_val: np.ndarray | None = None,
         y_val: Sequence[str] | None = None,
+        init: SoftmaxHead | None = None,
     ) -> SoftmaxHead:
-        """Fit on (X, y); early stopping on the validation rows whose class was seen."""
+        """Fit on (X, y); early stopping on the validation rows whose class was seen.
+        ``init``: an earlier fit of the same shape to start from (a retrain's warm start)."""
         self.classes, codes = encode_labels(y)
         self._scale = Standardizer.fit(X)
+        start = None
+        if init is not None:
+            if init._scale is None:
+                raise RuntimeError("SoftmaxHead: an unfitted head cannot start a fit")
+            start = network_start(
+                init.weights,
+                old_scale=init._scale, old_classes=init.classes,
+                new_scale=self._scale, new_classes=self.classes,
+            )  # fmt: skip
         Xv, yv = None, None
         if X_val is not None and y_val is not None:
             keep, yv = known_rows(self.classes, y_val)
@@ -59,6 +71,7 @@ class SoftmaxHead:
             settings=self.settings,
             X_val=Xv,
             targets_val=yv,
+            init=start,
         )
         return self
 

@@ -48,10 +48,14 @@ def fit_network(
     settings: FitSettings,
     X_val: Any = None,
     targets_val: np.ndarray | None = None,
+    init: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Train; returns ({"w1", "b1" (if hidden), "w2", "b2"} float32 numpy, best epoch).
 
     Without a validation set the last epoch's weights are kept after ``max_epochs``.
+    ``init``: starting weights of the same shapes (a retrain's warm start,
+    models.heads.warm.network_start); with a validation set, the start itself is the first
+    candidate, so a fit never keeps weights that validate worse than where it began.
     """
     import torch
 
@@ -68,11 +72,15 @@ def fit_network(
     else:
         layers.append(torch.nn.Linear(d, outputs))
     net = torch.nn.Sequential(*layers)
+    if init is not None:
+        net.load_state_dict(_as_state(init))
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     criterion = _criterion(loss)
     gen = np.random.default_rng(settings.seed)
     has_val = X_val is not None and targets_val is not None and len(targets_val) > 0
     best_loss, best_state, best_epoch, stale = float("inf"), copy_state(net), 0, 0
+    if init is not None and has_val:
+        best_loss = evaluate_loss(net, X_val, targets_val, loss)  # type: ignore[arg-type]
     for epoch in range(1, settings.max_epochs + 1):
         net.train()
         order = gen.permutation(X.shape[0])
@@ -148,6 +156,23 @@ def _as_weights(state: dict[str, np.ndarray], *, hidden: bool) -> dict[str, np.n
             "b2": state["3.bias"],
         }
     return {"w2": state["0.weight"].T.copy(), "b2": state["0.bias"]}
+
+
+def _as_state(weights: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``_as_weights`` inverted: saved weights as the state dict of ``fit_network``'s net."""
+    import torch
+
+    def tensor(a: np.ndarray) -> Any:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+    if "w1" in weights:
+        return {
+            "0.weight": tensor(weights["w1"].T),
+            "0.bias": tensor(weights["b1"]),
+            "3.weight": tensor(weights["w2"].T),
+            "3.bias": tensor(weights["b2"]),
+        }
+    return {"0.weight": tensor(weights["w2"].T), "0.bias": tensor(weights["b2"])}
 
 
 def forward_numpy(weights: dict[str, np.ndarray], X: Any) -> np.ndarray:

@@ -111,6 +111,7 @@ def test_evaluate_then_retrain_through_the_gate(
     decision = retrain_once(settings, registry, larger, options, now=T0 + timedelta(days=1))
     challenger = decision["challenger"]
     assert decision["incumbent"] == incumbent and decision["promote"]  # margin 1: never worse
+    assert decision["warm_from"] is None  # twice the papers: the selection grid again
     # Held out: distinct papers of the challenger's test split that the incumbent never
     # trained on (the two subsets share papers, so some of that split are excluded).
     split = json.loads((registry.path(challenger) / "split.json").read_text())
@@ -127,6 +128,17 @@ def test_evaluate_then_retrain_through_the_gate(
     assert not kept["promote"] and registry.promoted_version() == challenger
     stored = registry.row(kept["challenger"])
     assert stored is not None and not stored.promoted and stored.decision == kept
+    # No new papers: the challenger's choices refitted from its weights, nothing embedded
+    assert kept["warm_from"] == challenger
+    warm = json.loads((registry.path(kept["challenger"]) / "metrics.json").read_text())
+    chosen = json.loads((registry.path(challenger) / "metrics.json").read_text())
+    assert warm["selection"]["warm_start"]["from"] == challenger
+    assert warm["selection"]["category_head"] == chosen["selection"]["category_head"]
+    assert warm["timing"]["texts_embedded"] == 0
+    _warm_start_refusals(registry.path(challenger))
+    cold = RetrainOptions(train=LOGREG, margin=-1.0, include_ingested=False, cold=True)
+    forced = retrain_once(settings, registry, larger, cold, now=T0 + timedelta(days=3))
+    assert forced["warm_from"] is None
 
 
 def test_retrain_trains_on_one_copy_of_each_paper_the_ingested_one_winning(
@@ -279,3 +291,24 @@ def test_run_sync_is_one_transaction(pg_database: Callable[[], str]) -> None:
     url = pg_database()
     migrate.upgrade(url)
     assert run_sync(url, repository.promoted_version) is None
+
+
+def _warm_start_refusals(bundle: Path) -> None:
+    """When a warm refit does not apply, ``load_warm_start`` says why (the train is cold)."""
+    from training.warm import load_warm_start
+
+    rows = json.loads((bundle / "config.json").read_text())["training"]["split"]["train"]
+    name = "sentence-transformers/all-MiniLM-L6-v2"
+
+    def why(**changes: Any) -> str:
+        found, reason = load_warm_start(
+            bundle, **({"embedder_name": name, "dim": 384, "train_rows": rows} | changes)
+        )
+        assert (found is None) == bool(changes), reason
+        return reason
+
+    assert why().startswith("m")  # applies: "<version>'s choices and weights (...)"
+    assert "more than 20% new" in why(train_rows=int(rows * 1.5))
+    assert "regime" in why(train_rows=30_000)
+    assert "--head mlp asked for" in why(head="mlp")
+    assert "reads sentence-transformers/all-MiniLM-L6-v2 (384-d)" in why(dim=768)

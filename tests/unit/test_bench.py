@@ -139,3 +139,28 @@ def test_n_workers_are_held_to_the_single_worker_of_the_same_round() -> None:
     assert summary["n_workers_over_one"] == [0.95, 1.1]
     assert (summary["median"], summary["min"], summary["max"]) == (1.025, 0.95, 1.1)
     assert summary["classified_messages_twice"] == [0, 3] and summary["workers"] == 2
+
+
+def test_retrain_bench_draws_new_papers_by_hash_and_reports_shares(tmp_path: Path) -> None:
+    import gzip
+
+    from bench.retrain import KINDS, new_ids, summarize, write_without
+
+    ids = [f"2401.{i:05d}" for i in range(1000)]
+    fresh = new_ids(ids, 0.01)
+    assert len(fresh) == 10 and fresh == new_ids(list(reversed(ids)), 0.01)  # not by order
+    assert fresh != set(ids[:10]) and len(new_ids(ids[:5], 0.01)) == 1  # at least one
+    source, target = tmp_path / "all.jsonl.gz", tmp_path / "old.jsonl.gz"
+    with gzip.open(source, "wt") as out:
+        out.writelines(f'{{"id": "{i}"}}\n' for i in ids[:20])
+    assert write_without(source, target, {ids[0], ids[3]}) == 18
+    with gzip.open(target, "rt") as kept:
+        assert ids[3] not in kept.read()
+
+    rounds = [dict.fromkeys(KINDS, 10.0) | {"cold train": 100.0},
+              dict.fromkeys(KINDS, 6.0) | {"cold train": 50.0}]  # fmt: skip
+    report = summarize(rounds)
+    share = report["warm retrain / cold train"]
+    assert share["per_round"] == [0.1, 0.12] and share["median"] == 0.11
+    assert (share["min"], share["max"]) == (0.1, 0.12)
+    assert report["cold train"] == [100.0, 50.0]

@@ -15,7 +15,7 @@ import pytest
 from core.errors import ConfigError
 from ingest.snapshot import read_snapshot
 from models.cache import EmbeddingCache, embed_with_cache, text_key
-from models.embedder import Embedder
+from models.embedder import DeferredEmbedder, Embedder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SAMPLE = "arxiv-sample/arxiv-metadata-sample.jsonl.gz"
@@ -104,6 +104,29 @@ def test_a_fast_variant_that_drifts_on_the_probe_is_replaced_by_fp32(
     chosen = Embedder("all-MiniLM-L6-v2", device="cpu", variant="auto")
     assert chosen.variant == "fp32" and chosen.model_id.endswith("@fp32")
     assert "drifts from fp32" in caplog.text
+
+
+def test_a_deferred_embedder_loads_only_to_embed(
+    embedder: Embedder, texts: list[str], tmp_path: Path
+) -> None:
+    deferred = DeferredEmbedder(
+        "all-MiniLM-L6-v2", variant="fp32", dim=384, max_seq_length=256, device="cpu"
+    )
+    assert deferred.model_id == embedder.model_id  # keyed as the loaded one would be
+    with EmbeddingCache(tmp_path) as cache:
+        embed_with_cache(embedder, texts, cache)
+        embed_with_cache(deferred, texts, cache)  # all cached
+        assert deferred.encode([]).shape == (0, 384)
+        assert not deferred.loaded
+        np.testing.assert_allclose(
+            deferred.encode(texts[:2]), embedder.encode(texts[:2]), atol=1e-5
+        )
+    assert deferred.loaded
+    with pytest.raises(ConfigError, match="explicit variant"):
+        DeferredEmbedder("all-MiniLM-L6-v2", variant="auto", dim=384, max_seq_length=256)
+    wrong = DeferredEmbedder("all-MiniLM-L6-v2", variant="fp32", dim=768, max_seq_length=256)
+    with pytest.raises(ConfigError, match="expected 768"):
+        wrong.encode(texts[:1])
 
 
 def test_bad_variants_are_refused() -> None:
