@@ -24,6 +24,7 @@ from bench.common import batches, rate
 from bench.cpu import CpuMeter, postgres_pids
 from core.clock import utc_now
 from core.schemas import Paper, encode
+from db import repository
 from db.engine import create_async_engine_for
 from models.classifier import PaperClassifier
 from stream.pipeline import RawMessage, classify_batch
@@ -97,7 +98,8 @@ class BareWorker:
     Per batch of the worker's size, as ``stream.agent`` does it, serially: decode the
     messages and classify them (``stream.pipeline.classify_batch``), then one transaction
     that upserts the papers and labels and reads which are unsent (``write_batch``), then
-    the published mark, then the embeddings into the training cache (``cache_dir``). Into
+    the published mark, then the embeddings into pgvector (where the database has it, as
+    the worker does) and into the training cache (``cache_dir``). Into
     its own PostgreSQL (``database_url``, migrated, the model registered). Each round writes
     the same keys again: upserts, as a replay would."""
 
@@ -123,6 +125,7 @@ class BareWorker:
 
     async def _run(self, papers: Sequence[Paper]) -> float:
         from stream.agent import (  # the worker's own code
+            keep_embeddings,
             label_key,
             mark_published,
             remember_embeddings,
@@ -131,6 +134,8 @@ class BareWorker:
 
         messages = [RawMessage(p.arxiv_id, encode(p)) for p in papers]
         engine = create_async_engine_for(self.database_url)
+        async with engine.connect() as conn:  # as stream.worker decides it
+            vectors = await repository.has_vector_store(conn)
         meter = CpuMeter(
             {"driver": lambda: [os.getpid()], "postgres": lambda: postgres_pids(self.pgdata)},
             alone=["driver"],
@@ -147,6 +152,8 @@ class BareWorker:
                     engine, [label_key(c) for c in result.classified if label_key(c) in unsent],
                     utc_now(),
                 )  # fmt: skip
+                if vectors:  # pgvector rows for similar papers, as the worker keeps them
+                    await keep_embeddings(engine, result, result.classified, utc_now())
                 await remember_embeddings(self.cache_dir, result)
             seconds = time.perf_counter() - start
             self.last_cpu = meter.since(cpu_before)

@@ -26,7 +26,9 @@ Retrains run with ``--margin -1`` (never promote), so every round starts from th
 incumbent. Reported twice: wall seconds of each command, and the same runs' in-process
 seconds (a train's ``timing.total_s``, a retrain's ``seconds``: no imports or start-up, what
 ``retrain --every`` pays each time after its first); for each, every retrain kind over the
-cold train per round (median, min, max). Written to bench/results/retrain.json.
+cold train per round (median, min, max). Also each run's model on its test papers (the
+same papers for every run: the split is by id hash), so a warm challenger's quality can be
+held to a cold one's. Written to bench/results/retrain.json.
 """
 
 from __future__ import annotations
@@ -100,17 +102,28 @@ def environment(data_dir: Path, database_url: str) -> dict[str, str]:
     }
 
 
-def newest_seconds(database_url: str) -> float:
-    """In-process seconds of the newest registered model's run: a retrain's ``seconds`` (its
-    decision), a train's ``timing.total_s``; neither counts imports or start-up."""
+def newest_run(database_url: str) -> tuple[float, dict[str, float]]:
+    """The newest registered model's in-process seconds (a retrain's ``seconds``, from its
+    decision; a train's ``timing.total_s``: neither counts imports or start-up) and its test
+    numbers. Every run here splits the same papers by id hash, so their test papers are the
+    same and the numbers compare."""
 
     async def newest(conn: Any) -> repository.ModelRow:
         return (await repository.list_models(conn))[0]
 
     row = run_sync(database_url, newest)
     if row.decision is not None:
-        return float(row.decision["seconds"])
-    return float(row.metrics["timing"]["total_s"])
+        seconds = float(row.decision["seconds"])
+    else:
+        seconds = float(row.metrics["timing"]["total_s"])
+    test = row.metrics["test"]
+    quality = {
+        "domain_accuracy": test["domain"]["accuracy"],
+        "category_accuracy": test["category"]["accuracy"],
+        "precision_at_1": test["category"]["precision_at_1"],
+        "top5_micro_recall": test["category"]["top5_micro_recall"],
+    }
+    return seconds, {k: round(v, 4) for k, v in quality.items()}
 
 
 def store_ingested(database_url: str, papers: list[Paper]) -> None:
@@ -149,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="arxiv-retrain-"))
     rounds: list[dict[str, float]] = []
     inside: list[dict[str, float]] = []  # the same runs, in-process seconds
+    tests: list[dict[str, dict[str, float]]] = []  # each run's model on the test papers
     try:
         papers = {p.arxiv_id: p for p in read_snapshot(snapshot)}
         fresh = new_ids(list(papers), args.new_share)
@@ -174,15 +188,16 @@ def main(argv: list[str] | None = None) -> int:
                     "warm retrain, all cached": (retrain, warm_env),
                     "retrain --cold, all cached": ([*retrain, "--cold"], warm_env),
                 }
-                row, row_inside = {}, {}
+                row, row_inside, row_test = {}, {}, {}
                 for kind, (command, env) in commands.items():
                     if kind == "warm retrain":
                         shutil.rmtree(cache)
                         shutil.copytree(pristine, cache)  # the new texts not embedded yet
                     row[kind] = run_cli(command, env, log)
-                    row_inside[kind] = newest_seconds(pg.url)
+                    row_inside[kind], row_test[kind] = newest_run(pg.url)
                 rounds.append(row)
                 inside.append(row_inside)
+                tests.append(row_test)
                 say("  " + ", ".join(f"{kind} {s:.1f}s" for kind, s in row.items()))
                 say("  in-process: " + ", ".join(f"{s:.1f}s" for s in row_inside.values()))
                 shutil.rmtree(work / f"cold-{k}")
@@ -198,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "seconds": summarize(rounds),
         "seconds_in_process": summarize(inside),
+        "test_numbers": tests,
         "machine": machine("cpu"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -138,10 +138,8 @@ def refit_heads(
     bar = progress_bar(3 + (warm.text_weight > 0), desc="refit", unit="head", enabled=show)
     bar.set_postfix_str(warm.category_head)
     category = _refit_single(warm.heads["category"], X, y_cat, labels, parts, seed)
-    category_acc = argmax_accuracy(
-        category.classes, category.predict_proba(X[va]), [y_cat[i] for i in va]
-    )
     p_val = category.predict_proba(X[va])
+    category_acc = argmax_accuracy(category.classes, p_val, [y_cat[i] for i in va])
     heads: dict[str, StoredHead] = {"category": category}
     bar.update()
     text_record: dict[str, Any] = {"text_weight": 0.0}
@@ -157,15 +155,13 @@ def refit_heads(
     bar.set_postfix_str("domain")
     y_dom = column(labels, "domain")
     domain = _refit_single(warm.heads["domain"], X, y_dom, labels, parts, seed)
-    domain_acc = argmax_accuracy(
-        domain.classes, domain.predict_proba(X[va]), [y_dom[i] for i in va]
-    )
+    p_domain = (list(domain.classes), domain.predict_proba(X[va]))
+    domain_acc = argmax_accuracy(domain.classes, p_domain[1], [y_dom[i] for i in va])
     bar.update()
     bar.set_postfix_str("categories")
     multi = _refit_multilabel(warm.heads["categories"], X, labels, parts, seed=seed, large=large)
     bar.update()
     bar.close()
-    p_domain = (list(domain.classes), domain.predict_proba(X[va]))
     decoding, decoding_scores = choose_decoding(p_val, category.classes, truth, p_domain)
     decoding["text_weight"] = text_record["text_weight"]
     selection = {

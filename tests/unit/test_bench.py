@@ -164,3 +164,44 @@ def test_retrain_bench_draws_new_papers_by_hash_and_reports_shares(tmp_path: Pat
     assert share["per_round"] == [0.1, 0.12] and share["median"] == 0.11
     assert (share["min"], share["max"]) == (0.1, 0.12)
     assert report["cold train"] == [100.0, 50.0]
+
+
+def test_cpu_meter_counts_a_part_and_leaves_this_process_alone(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from bench.cpu import CpuMeter, postgres_pids
+
+    burn = (
+        "import time\nt = time.process_time()\n"
+        "while time.process_time() - t < 0.4: pass\ntime.sleep(30)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        meter = CpuMeter({"child": lambda: [child.pid], "me": lambda: [os.getpid()]}, alone=["me"])
+        before = meter.read()
+        deadline = time.monotonic() + 20
+        spent = meter.since(before)
+        while spent["child"] < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the child burns its 0.4 CPU-seconds, this process waits
+            spent = meter.since(before)
+    finally:
+        child.kill()
+        child.wait()
+    assert spent["child"] >= 0.2
+    assert spent["me"] < 0.2  # its child's time is not counted in "alone" parts
+    assert postgres_pids(tmp_path) == []  # no server there
+
+
+def test_cpu_per_paper_takes_the_extra_cpu_apart() -> None:
+    from bench.throughput import cpu_per_paper
+
+    bare = [{"driver": 10.0, "postgres": 1.0}, {"driver": 12.0, "postgres": 1.0}]
+    pipelines = [{"cpu_s": {"workers": 11.0, "tansu": 1.0, "postgres": 2.0, "driver": 1.0}}]
+    found = cpu_per_paper(bare, pipelines, papers=1000)
+    assert found["bare_worker_ms"] == {"driver": 11.0, "postgres": 1.0}
+    assert found["pipeline_ms"]["tansu"] == 1.0
+    assert found["pipeline_over_bare_cpu"] == 1.25
+    assert cpu_per_paper([], pipelines, papers=1000) == {}
