@@ -17,7 +17,7 @@ from models.heads.common import (
     softmax,
     write_head,
 )
-from models.heads.torchfit import copy_state
+from models.heads.torchfit import copy_state, state_of
 from models.heads.warm import network_start
 
 
@@ -114,21 +114,15 @@ class MLPHead:
 
     def _start_state(self, init: MLPHead) -> dict[str, Any]:
         """``init``'s weights rebased to this fit's standardiser and classes, as the state
-        dict of ``fit``'s net."""
-        import torch
-
+        dict of ``fit``'s net (the same layout as torchfit's hidden-layer net)."""
         if init._scale is None or self._scale is None or init.hidden != self.hidden:
             raise RuntimeError("MLPHead: can only start from a fitted head of the same width")
-        w = network_start(
+        start = network_start(
             init.weights,
             old_scale=init._scale, old_classes=init.classes,
             new_scale=self._scale, new_classes=self.classes,
         )  # fmt: skip
-        names = {"0.weight": "w1", "0.bias": "b1", "3.weight": "w2", "3.bias": "b2"}
-        return {
-            key: torch.from_numpy(np.ascontiguousarray(w[name].T if w[name].ndim == 2 else w[name]))
-            for key, name in names.items()
-        }
+        return state_of(start)
 
     def _early_stopping_split(
         self,

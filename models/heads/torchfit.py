@@ -73,7 +73,7 @@ def fit_network(
         layers.append(torch.nn.Linear(d, outputs))
     net = torch.nn.Sequential(*layers)
     if init is not None:
-        net.load_state_dict(_as_state(init))
+        net.load_state_dict(state_of(init))
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     criterion = _criterion(loss)
     gen = np.random.default_rng(settings.seed)
@@ -158,8 +158,9 @@ def _as_weights(state: dict[str, np.ndarray], *, hidden: bool) -> dict[str, np.n
     return {"w2": state["0.weight"].T.copy(), "b2": state["0.bias"]}
 
 
-def _as_state(weights: dict[str, np.ndarray]) -> dict[str, Any]:
-    """``_as_weights`` inverted: saved weights as the state dict of ``fit_network``'s net."""
+def state_of(weights: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``_as_weights`` inverted: saved weights as the state dict of ``fit_network``'s net
+    (and of MLPHead's, which has the same layout)."""
     import torch
 
     def tensor(a: np.ndarray) -> Any:

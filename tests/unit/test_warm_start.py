@@ -154,3 +154,15 @@ def test_a_cache_that_cannot_be_written_does_not_fail_the_batch(
     result = BatchResult(papers=[paper], embeddings=[[1.0, 0.0]], embedder="m@fp32")
     asyncio.run(remember_embeddings(blocked / "cache", result))
     assert "could not cache 1 embeddings" in caplog.text
+
+
+def test_an_mlp_started_from_an_incumbent_computes_its_function() -> None:
+    from models.heads import MLPHead
+
+    X, y = clusters(30, spread=1.0)
+    incumbent = MLPHead(hidden=16, max_epochs=20).fit(X, y)
+    other = np.concatenate([X, X[:20] + 3.0])  # another standardiser: rebase, not copy
+    unchanged = MLPHead(hidden=16, max_epochs=0).fit(other, y + y[:20], init=incumbent)
+    np.testing.assert_allclose(unchanged.predict_proba(X), incumbent.predict_proba(X), atol=1e-4)
+    with pytest.raises(RuntimeError, match="same width"):
+        MLPHead(hidden=8).fit(X, y, init=incumbent)
