@@ -66,9 +66,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def print_decision(decision: dict[str, Any]) -> None:
     verdict = "PROMOTED" if decision["promote"] else "KEPT the incumbent"
-    how = f"warm (refitted {decision['warm_from']}'s heads from its weights)"
-    if not decision.get("warm_from"):
-        how = "cold (the selection grid)"
+    warm_from = decision.get("warm_from")
+    how = "cold (the selection grid)"
+    if warm_from:
+        how = f"warm (refitted {warm_from}'s heads from its weights)"
     print(f"retrain: {how}, {decision.get('seconds', 0):.1f} s")
     print(
         f"{verdict}: challenger {decision['challenger']} vs incumbent "

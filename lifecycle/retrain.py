@@ -105,8 +105,8 @@ def retrain_once(
     if options.train.exclude_holdout:
         holdout = [p for p in papers if in_holdout(p.arxiv_id)]
         decision["holdout_metrics"] = evaluate_version(registry, result.version, holdout)
-    # reading, training, both evaluations: what a retrain costs in a process that has its
-    # imports done (``retrain --every`` pays those once)
+    # reading, training, both evaluations; not the process's start-up, but in a fresh
+    # process the lazy imports inside the run (``retrain --every`` pays those once)
     decision["seconds"] = round(time.perf_counter() - started, 2)
     registry.register(result, now=now, promote=False)
     if decision["promote"]:

@@ -32,6 +32,8 @@ from core.progress import progress_bar
 log = logging.getLogger(__name__)
 
 _SQL_VARS = 500  # keys per SELECT ... IN (...)
+REMEMBER_LOCK_S = 2.0
+"""How long the worker's cache write waits for a lock (``remember``)."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embeddings (
     model_id TEXT NOT NULL,
@@ -65,10 +67,10 @@ def text_key(text: str) -> bytes:
 class EmbeddingCache:
     """Vectors on disk under ``directory``; ``stats`` counts hits/misses since creation."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, lock_timeout_s: float = 60.0) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "embeddings.sqlite"
-        self._db = sqlite3.connect(self.path, timeout=60.0)
+        self._db = sqlite3.connect(self.path, timeout=lock_timeout_s)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
@@ -118,8 +120,10 @@ class EmbeddingCache:
 def remember(directory: Path, model_id: str, texts: Sequence[str], vectors: np.ndarray) -> None:
     """Add vectors someone already computed (the stream worker's, as it labels) to the cache
     in ``directory``: one short connection and one transaction, so any thread may call it.
-    A retrain then finds the papers the stream labelled already embedded."""
-    with EmbeddingCache(directory) as cache:
+    A retrain then finds the papers the stream labelled already embedded. A cache another
+    process holds locked longer than ``REMEMBER_LOCK_S`` raises (the caller skips the batch)
+    rather than stalling the stream behind a long training write."""
+    with EmbeddingCache(directory, lock_timeout_s=REMEMBER_LOCK_S) as cache:
         cache.put(model_id, [text_key(t) for t in texts], vectors)
 
 

@@ -195,7 +195,8 @@ async def keep_embeddings(
 async def remember_embeddings(cache_dir: Path, result: BatchResult) -> None:
     """Add the batch's embeddings to the training embedding cache (models.cache), so a
     retrain does not embed these papers again. Best effort, off the event loop: a full disk
-    or a locked cache only costs that retrain the embedding."""
+    or a cache locked for more than ``models.cache.REMEMBER_LOCK_S`` costs that retrain the
+    embedding, and this batch at most that wait."""
     pairs = [
         (paper.text, vector)
         for paper, vector in zip(result.papers, result.embeddings, strict=True)

@@ -39,12 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ModelFormatError
+from core.errors import ModelError
 from core.schemas import Paper
 from ingest.snapshot import SnapshotSource
 from models.bundle import read_config, write_metrics
 from models.cache import EmbeddingCache, embed_with_cache
-from models.classifier import PaperClassifier
+from models.classifier import PaperClassifier, serving_variant
 from models.device import resolve_device
 from models.embedder import (
     DEFAULT_EMBEDDER,
@@ -268,21 +268,22 @@ def _embed(
 def _incumbents_embedder(
     model_dir: Path, name: str, device: str, batch_size: int | None
 ) -> DeferredEmbedder | None:
-    """The incumbent's embedder variant, loaded only if some text is not cached: a warm
-    retrain then finds the incumbent's vectors in the cache and its heads read the same
-    features. None (choose afresh) when the incumbent reads another model, has no
-    embedder, or its variant does not run on this device."""
+    """The incumbent's embedder as it is served on this machine (``serving_variant``: the
+    worker's variant, so the vectors the worker cached are hits), loaded only if some text
+    is not cached. None (choose afresh) when the incumbent reads another model or has no
+    embedder."""
     try:
-        info = read_config(model_dir).embedder
-    except (ModelFormatError, OSError):
+        config = read_config(model_dir)
+    except (ModelError, OSError):
         return None
+    info = config.embedder
     if info is None or info.name != canonical_name(name):
         return None
-    if info.variant.startswith("ov-") and resolve_device(device) != "cpu":
-        return None
+    resolved = resolve_device(device)
+    variant = serving_variant(info.variant, resolved, config.version)
     return DeferredEmbedder(
-        info.name, variant=info.variant, dim=info.dim, max_seq_length=info.max_seq_length,
-        device=device, batch_size=batch_size,
+        info.name, variant=variant, dim=info.dim, max_seq_length=info.max_seq_length,
+        device=resolved, batch_size=batch_size,
     )  # fmt: skip
 
 

@@ -10,8 +10,9 @@ weight, which cost one pass over validation.
 
 When it does not apply (``load_warm_start`` says why, and the trainer runs cold): no
 incumbent, a fine-tuned or tuned incumbent, another embedder or vector size, a regime change
-(``training.selection.SCALE_ROWS``), or more than ``MAX_GROWTH`` new training papers
-(then the grid is worth its cost again). ``retrain --cold`` forces the grid.
+(``training.selection.SCALE_ROWS``), or more than ``MAX_GROWTH`` new training papers since
+the grid last chose the heads (counted across warm retrains: ``chosen_at_rows``), when the
+grid is worth its cost again. ``retrain --cold`` forces the grid.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ModelFormatError
+from core.errors import ModelError, ModelFormatError
 from core.progress import progress_bar
+from models.bundle import read_config
 from models.classifier import PaperClassifier
 from models.heads import (
     FitSettings,
@@ -69,6 +71,8 @@ class WarmStart:
     """Its selection's name for the category head (kept in the new selection)."""
     text_weight: float
     train_rows: int
+    chosen_at_rows: int
+    """Training papers when the heads were last chosen by the grid (a cold train)."""
 
 
 HEAD_KINDS: dict[str, str] = {
@@ -86,22 +90,31 @@ def load_warm_start(
     """(the incumbent in ``model_dir`` as a warm start, why) or (None, why not). ``head``:
     the category head asked for; a forced one the incumbent does not have means cold."""
     try:
-        incumbent = PaperClassifier.load(model_dir, with_embedder=False)
-    except (ModelFormatError, OSError) as exc:
+        config = read_config(model_dir)
+    except (ModelError, OSError) as exc:
         return None, f"the incumbent cannot be read ({exc})"
-    config, metrics = incumbent.config, _metrics(model_dir)
-    selection = metrics.get("selection", {})
+    selection = _metrics(model_dir).get("selection", {})
     old_rows = int(config.training.get("split", {}).get("train", 0))
+    # the grid runs again once the data has grown enough since it last ran, however many
+    # warm retrains came in between
+    chosen_at = int(selection.get("warm_start", {}).get("chosen_at_rows", old_rows))
     if config.embedder is None:
         return None, f"{config.version} is a fine-tuned encoder"
     if config.embedder.name != embedder_name or config.embedder.dim != dim:
         return None, f"{config.version} reads {config.embedder.name} ({config.embedder.dim}-d)"
-    if "tuning" in selection or not old_rows:
-        return None, f"{config.version} was tuned or records no training split"
+    if not selection or "tuning" in selection or not old_rows:
+        return None, f"{config.version} was tuned or records no selection or training split"
     if (old_rows > SCALE_ROWS) != (train_rows > SCALE_ROWS):
         return None, f"{old_rows} -> {train_rows} training papers changes the head regime"
-    if train_rows > old_rows * (1 + MAX_GROWTH):
-        return None, f"{old_rows} -> {train_rows} training papers is more than {MAX_GROWTH:.0%} new"
+    if train_rows > chosen_at * (1 + MAX_GROWTH):
+        return None, (
+            f"{chosen_at} -> {train_rows} training papers since the heads were last chosen is "
+            f"more than {MAX_GROWTH:.0%} new"
+        )
+    try:
+        incumbent = PaperClassifier.load(model_dir, with_embedder=False)
+    except (ModelError, OSError) as exc:
+        return None, f"the incumbent cannot be read ({exc})"
     heads = {role: head for role, head in incumbent.heads.items() if role != "text"}
     kinds = {role: getattr(heads.get(role), "kind", None) for role in ROLES}
     if any(kinds[role] not in allowed for role, allowed in ROLES.items()):
@@ -114,6 +127,7 @@ def load_warm_start(
         category_head=str(selection.get("category_head", heads["category"].kind)),
         text_weight=float(config.decoding.get("text_weight", 0.0)),
         train_rows=old_rows,
+        chosen_at_rows=chosen_at,
     )
     return warm, f"{config.version}'s choices and weights ({old_rows} -> {train_rows} papers)"
 
@@ -167,7 +181,11 @@ def refit_heads(
     selection = {
         "category_head": warm.category_head,
         "regime": "large (torch heads)" if large else "small (scikit-learn heads)",
-        "warm_start": {"from": warm.version, "train_rows_before": warm.train_rows},
+        "warm_start": {
+            "from": warm.version,
+            "train_rows_before": warm.train_rows,
+            "chosen_at_rows": warm.chosen_at_rows,
+        },
         "candidates_val_category_accuracy": {warm.category_head: round(category_acc, 4)},
         "text": text_record,
         "domain_head_val_accuracy": round(domain_acc, 4),
@@ -224,8 +242,8 @@ def _refit_multilabel(
     if not isinstance(old, MultiLabelHead):
         raise ModelFormatError(f"no warm refit for a {old.kind!r} multi-label head")
     tr, va = parts.train, parts.val
-    head = MultiLabelHead(
-        C=old.C, max_iter=old.max_iter, min_positives=old.min_positives,
+    head = MultiLabelHead(  # the iteration cap is today's default (older bundles: 300)
+        C=old.C, min_positives=old.min_positives,
         default_threshold=old.default_threshold, seed=seed, solver="torch" if large else "lbfgs",
     )  # fmt: skip
     return head.fit(

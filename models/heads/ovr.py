@@ -12,9 +12,13 @@ Products run in float32 (the embeddings' precision), sums and the optimiser in f
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from core.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 
 def fit_one_vs_rest(
@@ -60,5 +64,7 @@ def fit_one_vs_rest(
     )
     if not np.all(np.isfinite(result.x)):
         raise ModelError(f"one-vs-rest logistic fit diverged: {result.message}")
+    if not result.success:  # as scikit-learn's ConvergenceWarning: usable, not converged
+        log.warning("one-vs-rest logistic fit stopped before converging: %s", result.message)
     W = result.x.reshape(labels, d + 1).astype(np.float32)
     return np.ascontiguousarray(W[:, :d]), W[:, d].copy(), int(result.nit)

@@ -166,3 +166,44 @@ def test_an_mlp_started_from_an_incumbent_computes_its_function() -> None:
     np.testing.assert_allclose(unchanged.predict_proba(X), incumbent.predict_proba(X), atol=1e-4)
     with pytest.raises(RuntimeError, match="same width"):
         MLPHead(hidden=8).fit(X, y, init=incumbent)
+
+
+def test_a_warm_retrain_embeds_as_the_incumbent_is_served_here(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An fp16 (CUDA) incumbent retrained on a CPU embeds in fp32, keyed as the worker
+    keys its cached vectors, instead of failing on its first uncached text."""
+    from types import SimpleNamespace
+
+    import training.train as train_module
+    from models.bundle import EmbedderInfo
+
+    info = EmbedderInfo(
+        name="sentence-transformers/all-MiniLM-L6-v2",
+        model_id="sentence-transformers/all-MiniLM-L6-v2@fp16",
+        dim=384, variant="fp16", max_seq_length=256,
+    )  # fmt: skip
+    config = SimpleNamespace(embedder=info, version="m20261201-000000-abcd")
+    monkeypatch.setattr(train_module, "read_config", lambda _: config)
+    found = train_module._incumbents_embedder(tmp_path, "all-MiniLM-L6-v2", "cpu", None)
+    assert found is not None and found.variant == "fp32" and not found.loaded
+    assert found.model_id == "sentence-transformers/all-MiniLM-L6-v2@fp32"
+    assert train_module._incumbents_embedder(tmp_path, "other/model", "cpu", None) is None
+
+
+def test_a_locked_cache_costs_the_worker_a_bounded_wait_and_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    with EmbeddingCache(tmp_path):
+        pass
+    holder = sqlite3.connect(tmp_path / "embeddings.sqlite")
+    holder.execute("BEGIN EXCLUSIVE")  # a long training write, say
+    try:
+        result = BatchResult(papers=[_paper("2401.00001")], embeddings=[[1.0]], embedder="m@fp32")
+        asyncio.run(remember_embeddings(tmp_path, result))
+    finally:
+        holder.rollback()
+        holder.close()
+    assert "could not cache 1 embeddings: database is locked" in caplog.text
