@@ -202,11 +202,11 @@ async def remember_embeddings(cache_dir: Path, result: BatchResult) -> None:
         for paper, vector in zip(result.papers, result.embeddings, strict=True)
         if vector is not None
     ]
-    if not pairs or result.embedder is None:
+    if not pairs or result.computed_by is None:
         return
     texts = [text for text, _ in pairs]
     vectors = np.asarray([vector for _, vector in pairs], dtype=np.float32)
-    call = partial(remember, cache_dir, result.embedder, texts, vectors)
+    call = partial(remember, cache_dir, result.computed_by, texts, vectors)
     try:
         await asyncio.get_running_loop().run_in_executor(None, call)
     except Exception as exc:

@@ -54,7 +54,11 @@ class BatchResult:
     embeddings: list[list[float] | None] = field(default_factory=list)
     """The papers' embeddings where the model made them, same order (for similar papers)."""
     embedder: str | None = None
-    """What made ``embeddings`` (the model's embedder id)."""
+    """The bundle's embedder id (what the heads were trained on): pgvector rows carry it, so
+    similar-papers search matches rows across the CPUs that served the bundle."""
+    computed_by: str | None = None
+    """The id of the embedder that actually ran (a bf16 bundle may be served by its fp32
+    twin): the training embedding cache is keyed by it, as a retrain on this machine embeds."""
 
 
 def _scored(item: Scored) -> ScoredLabel:
@@ -133,11 +137,9 @@ def classify_batch(
             predictions = list(found)
             if X is not None:
                 vectors = [row.tolist() for row in X]
-                # the id of what computed them (a bf16 bundle may be served by its fp32 twin)
+                result.embedder = getattr(classifier, "model_id", None)
                 embedder = getattr(classifier, "embedder", None)
-                result.embedder = getattr(embedder, "model_id", None) or getattr(
-                    classifier, "model_id", None
-                )
+                result.computed_by = getattr(embedder, "model_id", None) or result.embedder
         else:
             predictions = list(classifier.predict_texts(texts, top_k=top_k))
     except Exception:  # the model failed on the batch: find the culprit(s) one by one

@@ -117,3 +117,25 @@ def test_label_rows_carry_model_version_and_top_k() -> None:
     assert row.category == "cs.LG" and row.domain == "Computer Science"
     assert [x["label"] for x in row.top_k["category"]] == ["cs.LG", "stat.ML"]
     assert row.agrees_with_declared is False
+
+
+def test_vectors_carry_the_bundle_id_and_the_id_of_what_computed_them() -> None:
+    """pgvector rows keep the bundle's embedder id (similar papers match across the CPUs that
+    served it); the training cache is keyed by the embedder that ran (a bf16 bundle served by
+    its fp32 twin), as a retrain on this machine embeds."""
+    import numpy as np
+
+    class WithVectors(StubClassifier):
+        model_id = "m@ov-bf16"
+
+        class embedder:
+            model_id = "m@ov-fp32"
+
+        def predict_with_embeddings(self, texts: Sequence[str], *, top_k: int = 5):  # type: ignore[no-untyped-def]
+            return self.predict_texts(texts, top_k=top_k), np.ones((len(texts), 3), np.float32)
+
+    result = classify_batch(
+        [_msg("2411.00001")], WithVectors(), topic="p", top_k=2, clock=lambda: NOW
+    )
+    assert (result.embedder, result.computed_by) == ("m@ov-bf16", "m@ov-fp32")
+    assert result.embeddings == [[1.0, 1.0, 1.0]]

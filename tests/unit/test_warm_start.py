@@ -134,7 +134,7 @@ def test_vectors_the_worker_remembers_are_cache_hits_for_training(tmp_path: Path
 
     papers = [_paper(f"2401.0000{i}") for i in range(2)]
     vectors = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
-    result = BatchResult(papers=papers, embeddings=list(vectors), embedder="m@fp32")
+    result = BatchResult(papers=papers, embeddings=list(vectors), computed_by="m@fp32")
     asyncio.run(remember_embeddings(tmp_path, result))
     with EmbeddingCache(tmp_path) as cache:
         X = embed_with_cache(NoModel(), [p.text for p in papers], cache)
@@ -151,7 +151,7 @@ def test_a_cache_that_cannot_be_written_does_not_fail_the_batch(
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
     paper = _paper("2401.00001")
-    result = BatchResult(papers=[paper], embeddings=[[1.0, 0.0]], embedder="m@fp32")
+    result = BatchResult(papers=[paper], embeddings=[[1.0, 0.0]], computed_by="m@fp32")
     asyncio.run(remember_embeddings(blocked / "cache", result))
     assert "could not cache 1 embeddings" in caplog.text
 
@@ -201,7 +201,9 @@ def test_a_locked_cache_costs_the_worker_a_bounded_wait_and_a_warning(
     holder = sqlite3.connect(tmp_path / "embeddings.sqlite")
     holder.execute("BEGIN EXCLUSIVE")  # a long training write, say
     try:
-        result = BatchResult(papers=[_paper("2401.00001")], embeddings=[[1.0]], embedder="m@fp32")
+        result = BatchResult(
+            papers=[_paper("2401.00001")], embeddings=[[1.0]], computed_by="m@fp32"
+        )
         asyncio.run(remember_embeddings(tmp_path, result))
     finally:
         holder.rollback()
