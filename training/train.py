@@ -17,7 +17,9 @@ Choices made on validation (recorded in config.json ``decoding`` and metrics ``s
              accuracy + precision@1 + top-5 micro recall (forced with "logreg-knn")
   decoding   top_down vs flat, and the domain from the category marginal vs a direct domain
              head: best validation domain accuracy + category accuracy (ties: top_down, marginal)
-The test split is touched once, at the end, for the reported numbers.
+The test split is touched once, at the end, for the reported numbers. A retrain passes
+``warm_from`` (the promoted bundle): where training.warm says it applies, the incumbent's
+chosen heads are refitted from its weights instead of choosing among the grid.
 
 Shared with training.finetune (the other trainer): ``TrainResult``, ``TrainingRun`` (version,
 progress, step timings), ``read_and_split``, ``fresh_stage`` and ``finish_bundle``.
