@@ -11,10 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from core.arxiv_ids import canonical_id
 from core.errors import MessageError
@@ -44,7 +52,26 @@ MAX_DEAD_LETTER_PAYLOAD_CHARS = 64_000
 so the dead letter itself always fits the broker's limit."""
 
 
-_NUL_FREE = ("title", "abstract", "authors", "doi", "journal_ref")
+_TEXT_FIELDS = ("title", "abstract", "authors", "doi", "journal_ref")
+
+NUL_FREE: Final[dict[str, bool]] = {"nul_free": True}
+"""Validation context for a caller that has proven its input holds no U+0000, so the
+per-paper scan for it is skipped: ``Paper.model_validate(fields, context=NUL_FREE)``. The
+snapshot reader proves it once per raw line (JSON can only spell U+0000 as ``\\u0000``)."""
+
+
+def _without_nul(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with U+0000 removed from its text fields and categories."""
+    cleaned = dict(data)
+    for name in _TEXT_FIELDS:
+        if isinstance(value := cleaned.get(name), str):
+            cleaned[name] = value.replace("\x00", "")
+    categories = cleaned.get("categories")
+    if isinstance(categories, list):
+        cleaned["categories"] = [
+            v.replace("\x00", "") if isinstance(v, str) else v for v in categories
+        ]
+    return cleaned
 
 
 class Paper(BaseModel):
@@ -76,30 +103,20 @@ class Paper(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
+    def _no_nul(cls, data: Any, info: ValidationInfo) -> Any:
         """U+0000 is dropped from every text field: PostgreSQL text cannot hold it, and no
-        real metadata has it. One check per paper, not one call per field: the snapshot
-        reader builds 300,000 of these."""
-        if not isinstance(data, dict):
+        real metadata has it. One validator per paper, not one call per field, and a plain
+        loop of ``in`` tests (C speed, no copies). Skipped under ``context=NUL_FREE``."""
+        if info.context is NUL_FREE or not isinstance(data, dict):
             return data
-        texts = [data.get(name) for name in _NUL_FREE]
         categories = data.get("categories")
+        texts = [data.get(name) for name in _TEXT_FIELDS]
         if isinstance(categories, list):
             texts += categories
-        try:
-            if "\x00" not in "".join(filter(None, texts)):  # C speed; None/"" skipped
-                return data
-        except TypeError:  # a value that is not text: the field's own validation says so
-            pass
-        cleaned = dict(data)
-        for name in _NUL_FREE:
-            if isinstance(value := cleaned.get(name), str):
-                cleaned[name] = value.replace("\x00", "")
-        if isinstance(categories, list):
-            cleaned["categories"] = [
-                v.replace("\x00", "") if isinstance(v, str) else v for v in categories
-            ]
-        return cleaned
+        for value in texts:
+            if isinstance(value, str) and "\x00" in value:
+                return _without_nul(data)
+        return data
 
     @field_validator("arxiv_id")
     @classmethod

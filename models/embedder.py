@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from core.errors import ConfigError
 from core.progress import progress_bar
@@ -41,7 +40,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_NAMES = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+"""torch dtype names; torch itself is imported when a model loads (a retrain that finds every
+text cached never imports it: ~2.4 s of start-up on a slow machine)."""
 _OPENVINO_PRECISION = {"ov-bf16": "bf16", "ov-fp32": "f32"}
 PROBE_MIN_COSINE = 0.998
 """A fast variant whose probe embeddings fall below this cosine to fp32 is not used."""
@@ -150,6 +151,8 @@ class Embedder:
         """Texts per forward pass (micro-batch), after sorting by token length."""
         self.show_progress = show_progress
         self.threads = num_threads or available_cpus()
+        import torch
+
         if self.device == "cpu":
             torch.set_num_threads(self.threads)
         self._model = _load_sentence_transformer(resolve_model_path(name), self.device)
@@ -185,7 +188,7 @@ class Embedder:
                 "using fp32",
                 chosen, cosine, PROBE_MIN_COSINE,
             )  # fmt: skip
-            self._engine = TorchEngine(self._model.to(torch.float32))
+            self._engine = TorchEngine(self._model.float())
             return "fp32"
         log.info("embedder variant %s (probe cosine to fp32 %.5f)", chosen, cosine)
         return chosen
@@ -203,7 +206,9 @@ class Embedder:
                 self._model, _OPENVINO_PRECISION[variant], threads=self.threads
             )
         elif variant != "fp32":
-            self._model.to(_DTYPES[variant])
+            import torch
+
+            self._model.to(getattr(torch, _DTYPES[variant]))
 
     # --- encoding ------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from core.errors import ModelFormatError
 from models.bundle import FINETUNED_KIND
@@ -54,6 +53,8 @@ class FinetunedEncoderHead:
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device
+        import torch  # here, not at import: a bundle without this head never needs torch
+
         if device == "cpu":
             torch.set_num_threads(available_cpus())
         # fp16 halves memory and time on a GPU; on CPU fp16 matmuls are slow or unsupported
@@ -101,6 +102,8 @@ class FinetunedEncoderHead:
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         rows = [{k: v[i] for k, v in encoded.items()} for i in range(len(texts))]
         order = np.argsort([-len(row["input_ids"]) for row in rows], kind="stable")
+        import torch
+
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]

@@ -109,6 +109,14 @@ class Store:
         ]
         return sorted(found, key=lambda p: (self.sent_at[p.arxiv_id], p.arxiv_id))[:limit]
 
+    async def upsert_papers(self, conn: None, papers: list[Paper], *, now: datetime) -> list[Paper]:
+        self.events.append(("store", [p.arxiv_id for p in papers]))
+        fresh = [p for p in papers if p.arxiv_id not in self.papers]
+        for p in fresh:
+            self.papers[p.arxiv_id] = p
+            self.sent_at[p.arxiv_id] = now
+        return fresh
+
     async def mark_published(self, conn: None, arxiv_ids: Iterable[str], *, now: datetime) -> int:
         ids = list(arxiv_ids)
         self.events.append(("mark", ids, now))
@@ -136,7 +144,13 @@ def clock() -> WallClock:
 @pytest.fixture
 def store(clock: WallClock, monkeypatch: pytest.MonkeyPatch) -> Store:
     store = Store(clock)
-    for name in ("promoted_model", "last_labelled_at", "papers_needing_labels", "mark_published"):
+    for name in (
+        "promoted_model",
+        "last_labelled_at",
+        "papers_needing_labels",
+        "mark_published",
+        "upsert_papers",
+    ):
         monkeypatch.setattr(repository, name, getattr(store, name))  # as ingest.service sees it
     return store
 
@@ -248,3 +262,26 @@ async def test_the_wait_is_back_to_the_grace_once_labels_flow_again(
     clock.at(back + GRACE_S)
     assert await ingester.republish_unlabelled() == 1
     assert store.republished_at() == [0, 2 * GRACE_S + STEP_S, back + GRACE_S]
+
+
+async def test_a_large_feed_is_stored_and_published_chunk_by_chunk(
+    store: Store, ingester: Ingester
+) -> None:
+    """The worker gets the first chunk while the rest is stored: per chunk, the papers are
+    stored, then the new ones sent, flushed and marked, before the next chunk is stored.
+    A paper stored on an earlier poll is not sent again."""
+    size = service.PUBLISH_CHUNK
+    feed = [paper(f"2411.{i:05d}") for i in range(2 * size + 3)]
+    store.add_paper(feed[1].arxiv_id, sent_at=T0)  # seen on an earlier poll
+
+    stats = await ingester.ingest(feed)
+
+    assert (stats.seen, stats.published) == (len(feed), len(feed) - 1)
+    expected: list[tuple[object, ...]] = []
+    for start in range(0, len(feed), size):
+        ids = [p.arxiv_id for p in feed[start : start + size]]
+        fresh = [i for i in ids if i != feed[1].arxiv_id]
+        expected += [("store", ids), *(("send", i) for i in fresh), ("flush",), ("mark", fresh)]
+    happened = [e[:2] if e[0] in ("store", "mark") else (e[0], e[2]) if e[0] == "send" else e
+                for e in store.events]  # fmt: skip
+    assert happened == expected
