@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 REPUBLISH_BACKOFF_MAX = 16
 PUBLISH_CHUNK = 256
 """Papers stored per transaction and then published, before the next chunk is stored: four
-worker batches, so the worker has its first batch within milliseconds of a poll."""
+worker batches, so the worker has its first batch after one chunk, not the whole feed."""
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -85,7 +85,7 @@ class Ingester:
 
         In chunks of ``PUBLISH_CHUNK``, each stored and then published before the next is
         stored: the stream starts on a large feed's first papers while the rest are written
-        (the whole daily feed in one transaction kept the worker idle ~0.2 s), and a failure
+        (the whole daily feed in one transaction kept the worker idle ~0.2 s on a fast CPU), and a failure
         part way leaves every earlier chunk stored and published; the next poll stores and
         publishes the rest."""
         stats = IngestStats()

@@ -229,9 +229,9 @@ class _Version(msgspec.Struct):
 
 class _Record(msgspec.Struct):
     """The fields of a snapshot line that the reader uses, typed. msgspec decodes a line
-    straight into this and skips the rest unbuilt (``authors_parsed``, a list of lists per
-    author, was the largest part of ``orjson.loads``'s work). ``id``, ``title`` and
-    ``categories`` are checked by hand, so that their absence reads "missing title"."""
+    straight into this and skips the other fields without building them (``authors_parsed``
+    is a list of lists per author). ``id``, ``title`` and ``categories`` are checked by
+    hand, so that their absence reads "missing title"."""
 
     id: Any = None
     title: Any = None
@@ -270,8 +270,9 @@ def _record(line: bytes) -> _Record:
 def _paper(record: _Record, *, nul_free: bool) -> tuple[Paper, datetime | None]:
     """The Paper and the day it is filtered by (v1, else earliest version, else update_date).
     Only the dates used are parsed: v1's (or the earliest listed), the latest's, and
-    ``update_date`` / ``v1_date`` only when ``versions`` does not give them. ``nul_free``:
-    the line holds no U+0000, so Paper need not look for one."""
+    ``update_date`` / ``v1_date`` only when ``versions`` does not give them (so a garbled
+    date of a middle version is not noticed). ``nul_free``: the line holds no U+0000, so
+    Paper need not look for one."""
     try:
         versions = _versions(record.versions) if record.versions else None
         v1_date, update_date = record.v1_date, record.update_date

@@ -384,7 +384,6 @@ def test_the_fast_date_path_agrees_with_the_general_parsers(text: str) -> None:
 
 def test_clean_text_fast_path_equals_splitting_on_every_whitespace() -> None:
     import random
-    import string
 
     from ingest.text import clean_text
 
