@@ -85,9 +85,9 @@ class Ingester:
 
         In chunks of ``PUBLISH_CHUNK``, each stored and then published before the next is
         stored: the stream starts on a large feed's first papers while the rest are written
-        (the whole daily feed in one transaction kept the worker idle ~0.2 s on a fast CPU), and a failure
-        part way leaves every earlier chunk stored and published; the next poll stores and
-        publishes the rest."""
+        (the whole daily feed in one transaction kept the worker idle ~0.2 s on a fast CPU),
+        and a failure part way leaves every earlier chunk stored and published; the next
+        poll stores and publishes the rest."""
         stats = IngestStats()
         for start in range(0, len(papers), PUBLISH_CHUNK):
             chunk = papers[start : start + PUBLISH_CHUNK]
