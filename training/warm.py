@@ -17,6 +17,7 @@ grid is worth its cost again. ``retrain --cold`` forces the grid.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import numpy as np
 
 from core.errors import ModelError, ModelFormatError
 from core.progress import progress_bar
-from models.bundle import read_config
+from models.bundle import METRICS_FILE, read_config
 from models.classifier import PaperClassifier
 from models.heads import (
     FitSettings,
@@ -256,9 +257,7 @@ def _refit_multilabel(
 
 
 def _metrics(model_dir: Path) -> dict[str, Any]:
-    import json
-
-    path = model_dir / "metrics.json"
+    path = model_dir / METRICS_FILE
     try:
         data: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):
