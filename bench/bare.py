@@ -20,11 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import delete
+
 from bench.common import batches, rate
 from bench.cpu import CpuMeter, postgres_pids
 from core.clock import utc_now
 from core.schemas import Paper, encode
-from db import repository
+from db import repository, tables
 from db.engine import create_async_engine_for
 from models.classifier import PaperClassifier
 from stream.pipeline import RawMessage, classify_batch
@@ -100,8 +102,9 @@ class BareWorker:
     that upserts the papers and labels and reads which are unsent (``write_batch``), then
     the published mark, then the embeddings into pgvector (where the database has it, as
     the worker does) and into the training cache (``cache_dir``). Into
-    its own PostgreSQL (``database_url``, migrated, the model registered). Each round writes
-    the same keys again: upserts, as a replay would."""
+    its own PostgreSQL (``database_url``, migrated, the model registered). Before each pass
+    (untimed) its labels are deleted, so every pass inserts and marks each label as the
+    worker does with a new paper; the papers and their embeddings are upserted again."""
 
     def __init__(
         self,
@@ -136,6 +139,8 @@ class BareWorker:
         engine = create_async_engine_for(self.database_url)
         async with engine.connect() as conn:  # as stream.worker decides it
             vectors = await repository.has_vector_store(conn)
+        async with engine.begin() as conn:  # new labels, to insert and to mark as sent
+            await conn.execute(delete(tables.labels))
         meter = CpuMeter(
             {"driver": lambda: [os.getpid()], "postgres": lambda: postgres_pids(self.pgdata)},
             alone=["driver"],

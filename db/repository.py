@@ -113,13 +113,15 @@ def _to_paper(row: Row[Any]) -> Paper:
 
 
 async def upsert_papers(
-    conn: AsyncConnection, papers: Sequence[Paper], *, now: datetime
+    conn: AsyncConnection, papers: Sequence[Paper], *, now: datetime, seen: bool = True
 ) -> list[Paper]:
     """Store papers; return those that are new or a newer version than stored.
 
     Those are what the ingester must publish. A version already stored (or older) only
-    bumps ``last_seen_at``. A newer version replaces the metadata and clears
-    ``published_at`` (this version has not been published yet); ``first_seen_at`` stays.
+    bumps ``last_seen_at`` (when a feed listed it: ``seen``; the worker, which stores a
+    paper only so its labels have their parent row, passes False and leaves the row as
+    it is). A newer version replaces the metadata and clears ``published_at`` (this
+    version has not been published yet); ``first_seen_at`` stays.
     """
     now = _aware(now)
     batch = newest_per_id(papers)  # ON CONFLICT cannot touch one row twice
@@ -147,7 +149,7 @@ async def upsert_papers(
     result = await conn.execute(upsert, [_paper_row(paper, now) for paper in ordered])
     fresh = set(result.scalars())
     seen_again = [paper.arxiv_id for paper in batch if paper.arxiv_id not in fresh]
-    if seen_again:
+    if seen and seen_again:
         await conn.execute(
             update(t.papers)
             .where(t.papers.c.arxiv_id == any_(_text_array(seen_again)))

@@ -2,20 +2,42 @@
 
 An explicit device is validated here, so a worker configured for ``cuda`` on a machine
 without one fails at start-up with a ConfigError instead of on its first batch.
+
+Importing torch costs 1.5-2.5 s. A CPU-only build of torch (its version carries the local
+tag ``+cpu``, as the wheels this project installs do) can never see a GPU, so off macOS the
+answer is known from the installed package's metadata: a retrain whose texts are all
+cached, which needs no torch at all, does not pay the import to learn that.
 """
 
 from __future__ import annotations
 
+import sys
+from functools import cache
+from importlib import metadata
+
 from core.errors import ConfigError
 from core.machine import available_cpus
 
-__all__ = ["available_cpus", "resolve_device"]
+__all__ = ["available_cpus", "resolve_device", "torch_is_cpu_only"]
+
+
+@cache
+def torch_is_cpu_only() -> bool:
+    """True when the installed torch is a CPU-only build on a platform without MPS, read
+    from the package metadata (no import). False where torch would have to be asked."""
+    if sys.platform == "darwin":  # MPS is in the plain build there
+        return False
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return False  # let the import below say what is missing
+    return version.partition("+")[2] == "cpu"
 
 
 def resolve_device(requested: str) -> str:
     """``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"cuda:N"`` | ``"mps"`` -> a usable torch device."""
     requested = requested.strip().lower()
-    if requested == "cpu":
+    if requested == "cpu" or (requested == "auto" and torch_is_cpu_only()):
         return "cpu"
     import torch  # here, not at import: a process that never loads a model never pays it
 

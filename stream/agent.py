@@ -87,7 +87,7 @@ async def write_batch(
     while True:
         try:
             async with engine.begin() as conn:
-                await repository.upsert_papers(conn, papers, now=now)
+                await repository.upsert_papers(conn, papers, now=now, seen=False)
                 await repository.upsert_labels(conn, label_rows(classified))
                 return await repository.unpublished_keys(conn, map(label_key, classified))
         except Exception as exc:

@@ -164,6 +164,13 @@ async def test_upsert_papers_returns_only_new_and_newer_versions(
         assert old_style.one() == (T0 + timedelta(hours=2), "Strings.")  # seen, not rewritten
         assert await repo.get_paper(conn, "hep-th/9901001") == first[1]
 
+    async with engine.begin() as conn:  # the worker stores it for its labels, it did not see it
+        assert await repo.upsert_papers(conn, first, now=T0 + timedelta(hours=3), seen=False) == []
+        untouched = await conn.execute(
+            text("SELECT last_seen_at FROM papers WHERE arxiv_id = 'hep-th/9901001'")
+        )
+        assert untouched.scalar_one() == T0 + timedelta(hours=2)
+
 
 async def test_upsert_papers_ignores_an_older_version_and_dedupes_a_batch(
     fresh_pg_url: str, engine_for: EngineFor

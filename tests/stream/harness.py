@@ -154,7 +154,7 @@ class FakeDatabase:
     # The repository functions stream.agent calls, with their signatures.
 
     async def upsert_papers(
-        self, conn: Transaction, papers: Sequence[Paper], *, now: datetime
+        self, conn: Transaction, papers: Sequence[Paper], *, now: datetime, seen: bool = True
     ) -> list[Paper]:
         refused = [p.arxiv_id for p in papers if p.arxiv_id in self.refuse]
         if refused:

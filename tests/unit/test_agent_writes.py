@@ -58,7 +58,9 @@ async def test_write_batch_retries_through_an_outage(monkeypatch: pytest.MonkeyP
     written: list[tuple[str, int]] = []
     sleeps: list[float] = []
 
-    async def upsert_papers(conn: object, papers: Sequence[Paper], *, now: datetime) -> list[Paper]:
+    async def upsert_papers(
+        conn: object, papers: Sequence[Paper], *, now: datetime, seen: bool = True
+    ) -> list[Paper]:
         written.append(("papers", len(papers)))
         return list(papers)
 
@@ -103,7 +105,9 @@ class RefusingEngine:
 async def test_a_refused_paper_is_dead_lettered_and_the_rest_stored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def upsert_papers(conn: list[str], papers: Sequence[Paper], *, now: datetime) -> None:
+    async def upsert_papers(
+        conn: list[str], papers: Sequence[Paper], *, now: datetime, seen: bool = True
+    ) -> None:
         conn.extend(p.arxiv_id for p in papers)
 
     async def upsert_labels(conn: object, rows: Sequence[object]) -> int:

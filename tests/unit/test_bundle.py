@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 
 from core.errors import ConfigError, ModelFormatError, ModelNotFoundError
 from core.taxonomy import archive_of, domain_of, group_of
+from models import device
 from models.bundle import BundleConfig, EmbedderInfo, HeadInfo, read_config, write_config
 from models.classifier import PaperClassifier
 from models.device import resolve_device
@@ -196,3 +199,42 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("version", "platform", "cpu_only"),
+    [
+        ("2.13.0+cpu", "linux", True),
+        ("2.13.0", "linux", False),  # PyPI's Linux build carries CUDA
+        ("2.13.0+cu126", "linux", False),
+        ("2.13.0+rocm6.4", "linux", False),
+        ("2.13.0", "darwin", False),  # MPS
+    ],
+)
+def test_torch_build_read_from_metadata(
+    monkeypatch: pytest.MonkeyPatch, version: str, platform: str, cpu_only: bool
+) -> None:
+    """``auto`` answers "cpu" without importing torch only for a CPU-only build off macOS;
+    every other build is asked (the CUDA path, checked here on a CPU machine)."""
+    monkeypatch.setattr(device.metadata, "version", lambda name: version)
+    monkeypatch.setattr(device.sys, "platform", platform)
+    device.torch_is_cpu_only.cache_clear()
+    asked: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: asked.append(True) or True)
+    try:
+        assert device.torch_is_cpu_only() is cpu_only
+        assert resolve_device("auto") == ("cpu" if cpu_only else "cuda")
+        assert asked == ([] if cpu_only else [True])
+    finally:
+        device.torch_is_cpu_only.cache_clear()
+
+
+def test_auto_device_does_not_import_torch_on_a_cpu_build() -> None:
+    if not device.torch_is_cpu_only():
+        pytest.skip("the installed torch is not a CPU-only build")
+    code = (
+        "import sys; from models.device import resolve_device as r; "
+        "print(r('auto'), 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["cpu", "False"]
