@@ -20,13 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import text
 
 from bench.common import batches, rate
 from bench.cpu import CpuMeter, postgres_pids
 from core.clock import utc_now
 from core.schemas import Paper, encode
-from db import repository, tables
+from db import repository
 from db.engine import create_async_engine_for
 from models.classifier import PaperClassifier
 from stream.pipeline import RawMessage, classify_batch
@@ -140,7 +140,7 @@ class BareWorker:
         async with engine.connect() as conn:  # as stream.worker decides it
             vectors = await repository.has_vector_store(conn)
         async with engine.begin() as conn:  # new labels, to insert and to mark as sent
-            await conn.execute(delete(tables.labels))
+            await conn.execute(text("TRUNCATE labels"))  # no dead rows left behind
         meter = CpuMeter(
             {"driver": lambda: [os.getpid()], "postgres": lambda: postgres_pids(self.pgdata)},
             alone=["driver"],

@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 alone.classifier, pg.url, batch_size=args.batch_size,
                 cache_dir=work / "bare-cache", pgdata=pg.pgdata,
             )  # fmt: skip
-            bare.papers_per_s(papers)  # untimed: the first writes insert, later ones upsert
+            bare.papers_per_s(papers)  # untimed: the papers and embeddings are new only here
             bare_rates = [bare.papers_per_s(papers)]
             bare_cpu = [bare.last_cpu]
             pipelines: list[dict[str, Any]] = []

@@ -31,7 +31,7 @@ def torch_is_cpu_only() -> bool:
         version = metadata.version("torch")
     except metadata.PackageNotFoundError:
         return False  # let the import below say what is missing
-    return version.partition("+")[2] == "cpu"
+    return (version or "").partition("+")[2] == "cpu"
 
 
 def resolve_device(requested: str) -> str:

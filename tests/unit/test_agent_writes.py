@@ -61,7 +61,7 @@ async def test_write_batch_retries_through_an_outage(monkeypatch: pytest.MonkeyP
     async def upsert_papers(
         conn: object, papers: Sequence[Paper], *, now: datetime, seen: bool = True
     ) -> list[Paper]:
-        written.append(("papers", len(papers)))
+        written.append(("papers" if seen else "papers, not seen", len(papers)))
         return list(papers)
 
     async def upsert_labels(conn: object, rows: Sequence[object]) -> int:
@@ -82,7 +82,8 @@ async def test_write_batch_retries_through_an_outage(monkeypatch: pytest.MonkeyP
 
     assert to_send == {("2411.00001", 1, "m20261122-000000-abcd")}
     assert engine.attempts == 7
-    assert written == [("papers", 1), ("labels", 1)]  # once, after the outage
+    # once, after the outage; the worker did not see the paper in a feed: last_seen_at stays
+    assert written == [("papers, not seen", 1), ("labels", 1)]
     assert sleeps == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]  # backoff, capped
 
 
