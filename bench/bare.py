@@ -103,7 +103,7 @@ class BareWorker:
     the published mark, then the embeddings into pgvector (where the database has it, as
     the worker does) and into the training cache (``cache_dir``). Into
     its own PostgreSQL (``database_url``, migrated, the model registered). Before each pass
-    (untimed) its labels are deleted, so every pass inserts and marks each label as the
+    (untimed) its labels are truncated, so every pass inserts and marks each label as the
     worker does with a new paper; the papers and their embeddings are upserted again."""
 
     def __init__(

@@ -208,7 +208,7 @@ def test_resolve_device() -> None:
         ("2.13.0", "linux", False),  # PyPI's Linux build carries CUDA
         ("2.13.0+cu126", "linux", False),
         ("2.13.0+rocm6.4", "linux", False),
-        ("2.13.0+cpu", "darwin", False),  # asked all the same: MPS is not a CUDA build
+        ("2.13.0+cpu", "darwin", False),  # macOS: MPS may be there, so torch is asked
     ],
 )
 def test_torch_build_read_from_metadata(
