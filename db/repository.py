@@ -118,9 +118,10 @@ async def upsert_papers(
     """Store papers; return those that are new or a newer version than stored.
 
     Those are what the ingester must publish. A version already stored (or older) only
-    bumps ``last_seen_at`` (when a feed listed it: ``seen``; the worker, which stores a
-    paper only so its labels have their parent row, passes False and leaves the row as
-    it is). A newer version replaces the metadata and clears ``published_at`` (this
+    bumps ``last_seen_at`` (when an ingest listed it: ``seen``; the worker, which stores a
+    paper only so its labels have their parent row, passes False and leaves such a row as
+    it is). A new row, or a newer version, is written with ``last_seen_at = now`` by any
+    caller; a newer version replaces the metadata and clears ``published_at`` (this
     version has not been published yet); ``first_seen_at`` stays.
     """
     now = _aware(now)

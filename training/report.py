@@ -52,6 +52,7 @@ def confusion_png(truth: Sequence[str], predicted: Sequence[str], path: Path, ti
     size = max(5.0, 0.38 * len(classes) + 2.5)
     width, height = size + 1.5, size
     labels_in = _TICK_CHAR_IN * max(len(c) for c in classes) + 0.5  # tick labels + axis label
+    labels_in = min(labels_in, 0.45 * height)  # a very long name is cut rather than refused
     fig = Figure(figsize=(width, height))
     fig.subplots_adjust(
         left=labels_in / width, right=1 - 0.9 / width,  # the colour bar and its label
