@@ -159,3 +159,13 @@ def head_files(info: HeadInfo) -> list[str]:
 
 def write_metrics(directory: Path, metrics: dict[str, Any]) -> None:
     (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=1, ensure_ascii=False))
+
+
+def read_metrics(directory: Path) -> dict[str, Any]:
+    """A bundle's metrics.json; {} when it is missing or unreadable (the metrics describe a
+    bundle, none of its files needs them to serve)."""
+    try:
+        data = json.loads((directory / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_NAMES = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-"""torch dtype names: torch itself is imported when a model loads or a device other than
-``cpu`` is resolved, not when this module is (commands that never embed start faster)."""
+"""torch dtype names: torch itself is imported when a model loads or a device has to be asked
+of it (models.device), not when this module is (commands that never embed start faster)."""
 _OPENVINO_PRECISION = {"ov-bf16": "bf16", "ov-fp32": "f32"}
 PROBE_MIN_COSINE = 0.998
 """A fast variant whose probe embeddings fall below this cosine to fp32 is not used."""

@@ -17,7 +17,6 @@ grid is worth its cost again. ``retrain --cold`` forces the grid.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import numpy as np
 
 from core.errors import ModelError, ModelFormatError
 from core.progress import progress_bar
-from models.bundle import METRICS_FILE, read_config
+from models.bundle import read_config, read_metrics
 from models.classifier import PaperClassifier
 from models.heads import (
     FitSettings,
@@ -94,7 +93,7 @@ def load_warm_start(
         config = read_config(model_dir)
     except (ModelError, OSError) as exc:
         return None, f"the incumbent cannot be read ({exc})"
-    selection = _metrics(model_dir).get("selection", {})
+    selection = read_metrics(model_dir).get("selection", {})
     old_rows = int(config.training.get("split", {}).get("train", 0))
     # the grid runs again once the data has grown enough since it last ran, however many
     # warm retrains came in between
@@ -254,12 +253,3 @@ def _refit_multilabel(
         y_val=[labels[i].categories for i in va],
         init=old,
     )
-
-
-def _metrics(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / METRICS_FILE
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data
