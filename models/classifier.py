@@ -21,6 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from core.errors import ModelFormatError
+from core.machine import serial_blas
 from models.bundle import FINETUNED_KIND, BundleConfig, HeadInfo, read_config
 from models.device import resolve_device
 from models.embedder import (
@@ -160,6 +161,12 @@ class PaperClassifier:
         """True for a fine-tuned encoder: it scores texts, not embeddings."""
         return self.config.encoder is not None
 
+    @property
+    def concurrent_batches(self) -> int:
+        """``predict`` calls worth running at once (the stream worker overlaps this many
+        batches): the loaded embedder's ``concurrent_calls``, else 1."""
+        return self.embedder.concurrent_calls if isinstance(self.embedder, Embedder) else 1
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """float32 (n, dim) unit vectors."""
         if self.embedder is None:
@@ -183,6 +190,10 @@ class PaperClassifier:
         same papers' ``Paper.text``) are needed when the bundle fuses a text head."""
         if self.reads_text:
             raise RuntimeError(f"model {self.version} is a fine-tuned encoder: use score_texts")
+        with serial_blas(len(X)):
+            return self._score_embeddings(X, texts)
+
+    def _score_embeddings(self, X: np.ndarray, texts: Sequence[str] | None) -> BatchScores:
         category = self._embedding_head("category")
         p_category = category.predict_proba(X)
         if self.text_weight > 0.0:

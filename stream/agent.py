@@ -17,17 +17,20 @@ Order per batch (at-least-once; one decision point per failure, each with a dest
 The batch's embeddings also go to the training embedding cache (models.cache.remember,
 best effort), so a retrain finds the papers the stream labelled already embedded.
 A batch is acknowledged (stream.batching) only when steps 3-4 are done for it, so nothing is
-acked with an unhandled failure in it. Steps 3-4 of batch k run while batch k+1 is embedded
-(step 2): the CPU is not idle while the database and the broker answer. They run one batch
-at a time, in batch order.
+acked with an unhandled failure in it. Steps 3-4 of batch k run while later batches are
+embedded (step 2): the CPU is not idle while the database and the broker answer. With
+OpenVINO two batches are in step 2 at once (``concurrent_batches``), so no core waits for a
+batch's last micro-batch. Steps 3-4 run one batch at a time, in batch order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
@@ -48,7 +51,14 @@ from models.cache import remember
 from stream import metrics
 from stream.batching import Batch, batches
 from stream.model_holder import ModelHolder
-from stream.pipeline import BatchResult, RawMessage, classify_batch, dead_letter, label_rows
+from stream.pipeline import (
+    BatchResult,
+    Classifier,
+    RawMessage,
+    classify_batch,
+    dead_letter,
+    label_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -303,38 +313,67 @@ def register_classifier(
             len(result.dead_letters),
         )  # fmt: skip
 
+    def classify_timed(messages: list[RawMessage], model: Classifier) -> BatchResult:
+        """``classify_batch`` in an executor thread, timed there (batches overlap)."""
+        with metrics.MODEL_SECONDS.time():
+            return classify_batch(
+                messages, model, topic=settings.topic_papers, top_k=settings.top_k, clock=clock
+            )
+
     @app.agent(papers_topic, name="classify-papers")
     async def classify(stream: faust.StreamT[Any]) -> None:
-        """Embed batch k+1 while batch k is stored and sent: one ``finish`` runs at a time, in
-        batch order, and each batch is acked only when its own ``finish`` is done."""
+        """Up to the model's ``concurrent_batches`` batches are classified at once (OpenVINO's
+        streams take both; torch runs one), and batch k is stored and sent while later ones
+        are embedded. Batches are finished one at a time, in batch order, and each is acked
+        only when its own ``finish`` is done. A classified batch never waits for the next
+        one to fill: while the stream is quiet, the oldest batch is finished as soon as its
+        model call returns (a lone paper goes at once)."""
         loop = asyncio.get_running_loop()
+        classifying: deque[tuple[Batch, asyncio.Future[BatchResult], str, float]] = deque()
         writing: asyncio.Future[None] | None = None
+
+        async def finish_oldest() -> None:
+            nonlocal writing
+            batch, classified, version, started = classifying.popleft()
+            result = await classified
+            if writing is not None:
+                await writing  # batch k is safe before batch k+1 is written
+            writing = asyncio.ensure_future(finish(batch, result, version, started))
+
+        source = batches(
+            stream, max_=settings.batch_size, within_s=settings.batch_within_s,
+            idle_s=settings.batch_idle_s,
+        )  # fmt: skip
+        upcoming: asyncio.Future[Batch | None] | None = None
         try:
-            async for batch in batches(
-                stream, max_=settings.batch_size, within_s=settings.batch_within_s,
-                idle_s=settings.batch_idle_s,
-            ):  # fmt: skip
+            while True:
+                upcoming = asyncio.ensure_future(anext(source, None))
+                while classifying and not upcoming.done():
+                    oldest = classifying[0][1]
+                    either: list[asyncio.Future[Any]] = [upcoming, oldest]
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                    if oldest.done():
+                        await finish_oldest()
+                batch = await upcoming
+                if batch is None:
+                    break
                 started = time.perf_counter()
                 messages = [RawMessage(_as_text(e.key), _as_bytes(e.value)) for e in batch.events]
                 model = await holder.current()
                 metrics.MODEL.info({"version": model.version})
                 metrics.BATCH_SIZE.observe(len(messages))
-                with metrics.MODEL_SECONDS.time():
-                    result = await loop.run_in_executor(
-                        None,
-                        partial(
-                            classify_batch,
-                            messages,
-                            model,
-                            topic=settings.topic_papers,
-                            top_k=settings.top_k,
-                            clock=clock,
-                        ),
-                    )
-                if writing is not None:
-                    await writing  # batch k is safe before batch k+1 is written
-                writing = asyncio.ensure_future(finish(batch, result, model.version, started))
+                classified = loop.run_in_executor(None, classify_timed, messages, model)
+                classifying.append((batch, classified, model.version, started))
+                while len(classifying) >= max(1, getattr(model, "concurrent_batches", 1)):
+                    await finish_oldest()
         finally:
+            if upcoming is not None and not upcoming.done():
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await upcoming
+            await source.aclose()  # stops its pump
+            while classifying:  # classified already: store and send them, in order
+                await finish_oldest()
             if writing is not None:
                 await writing
 

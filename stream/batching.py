@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ class Batch:
 
 async def batches(
     stream: StreamT[Any], *, max_: int, within_s: float, idle_s: float
-) -> AsyncIterator[Batch]:
+) -> AsyncGenerator[Batch, None]:
     """Yield batches of at most ``max_`` events from ``stream`` (see the module docstring).
     Ends when the stream ends; a failure of the stream is raised here."""
     manual = stream.noack()  # type: ignore[attr-defined]  # missing from StreamT

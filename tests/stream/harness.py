@@ -203,6 +203,10 @@ class Registry:
     during_predict: Callable[[Registry], None] | None = None
     """Runs inside each model call (in the executor thread), e.g. to promote a model while a
     batch is being classified."""
+    after_predict: Callable[[Registry], None] | None = None
+    """Runs as each model call returns (in the executor thread)."""
+    concurrent_batches: int = 1
+    """What the models say of themselves: batches the agent may classify at once."""
 
     async def promoted_version(self) -> str | None:
         return self.promoted
@@ -218,10 +222,21 @@ class StubClassifier:
     version: str
     registry: Registry
 
+    @property
+    def concurrent_batches(self) -> int:
+        return self.registry.concurrent_batches
+
     def predict_texts(self, texts: Sequence[str], *, top_k: int = 5) -> list[Prediction]:
         self.registry.calls.append((self.version, list(texts)))
         if self.registry.during_predict is not None:
             self.registry.during_predict(self.registry)
+        try:
+            return self._predictions(texts)
+        finally:
+            if self.registry.after_predict is not None:
+                self.registry.after_predict(self.registry)
+
+    def _predictions(self, texts: Sequence[str]) -> list[Prediction]:
         domain = Scored("Computer Science", 0.9)
         category = Scored("cs.LG", 0.8)
         return [

@@ -8,12 +8,15 @@ a real Faust agent and model holder between an in-memory broker, database and mo
   reason; the rest of the batch, and the next batches, flow on;
 - a paper PostgreSQL refuses for good: dead letter ``store``; its neighbours are stored;
 - PostgreSQL unreachable: the write is retried with backoff, nothing is dead-lettered;
-- a promotion: the next batch is labelled by the new version, no batch by two.
+- a promotion: the next batch is labelled by the new version, no batch by two;
+- a model that takes two batches at once: the next batch is classified while the one
+  before it is still in the model, and batches are still stored and sent in order.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import orjson
 import pytest
@@ -223,3 +226,54 @@ async def test_a_nul_in_a_paper_is_dropped_and_the_paper_labelled(
         ((_, first), _) = run.classified()
         assert first.title == "Zero byte" and "\x00" not in first.title
         assert run.db.label_writes == [[(IDS[0], 1, "m1"), (IDS[1], 1, "m1")]]
+
+
+async def test_two_batches_in_the_model_at_once_are_still_stored_and_sent_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``concurrent_batches = 2`` (OpenVINO) the second batch's model call runs while
+    the first one's is still going, and may return first: the first batch is still written,
+    sent and acked before the second."""
+    second_returned = threading.Event()
+    waited: list[bool] = []
+
+    def first_waits_for_the_second(registry: Registry) -> None:
+        if len(registry.calls) == 1:  # the first batch's call
+            waited.append(second_returned.wait(timeout=5.0))
+
+    def note_the_second(registry: Registry) -> None:
+        if len(registry.calls) == 2 and not second_returned.is_set() and waited == []:
+            second_returned.set()
+
+    registry = Registry(
+        promoted="m1",
+        during_predict=first_waits_for_the_second,
+        after_predict=note_the_second,
+        concurrent_batches=2,
+    )
+    first, second, third = IDS[0:3], IDS[3:6], IDS[6:9]
+    async with running_classifier(monkeypatch, batch_size=3, registry=registry) as run:
+        await run.put(*(message(paper(i)) for i in first + second + third))
+        await run.batches(3)
+        assert waited == [True]  # the second batch was classified during the first
+        assert run.db.label_writes == [
+            [(i, 1, "m1") for i in ids] for ids in (first, second, third)
+        ]
+        assert [c.arxiv_id for _, c in run.classified()] == first + second + third
+        assert run.dead_letters() == []
+
+
+async def test_a_lone_paper_goes_at_once_when_batches_overlap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Overlap never holds a classified batch back waiting for the next one to fill."""
+    registry = Registry(promoted="m1", concurrent_batches=2)
+    async with running_classifier(
+        monkeypatch, batch_size=64, idle_s=0.05, registry=registry
+    ) as run:
+        await run.put(message(paper(IDS[0])))
+        await run.batches(1)
+        assert [c.arxiv_id for _, c in run.classified()] == IDS[:1]
+        await run.put(*(message(paper(i)) for i in IDS[1:4]))
+        await run.batches(2)
+        assert [c.arxiv_id for _, c in run.classified()] == IDS[:4]

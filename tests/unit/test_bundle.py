@@ -238,3 +238,38 @@ def test_auto_device_does_not_import_torch_on_a_cpu_build() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["cpu", "False"]
+
+
+def _blas_threads() -> set[int]:
+    from threadpoolctl import threadpool_info
+
+    return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("rows", [10, 60])
+def test_heads_use_one_blas_thread_for_small_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int
+) -> None:
+    """Up to SERIAL_BLAS_ROWS rows the heads run on one BLAS thread (an idle OpenBLAS helper
+    spins and takes a core from the embedder); larger products keep their threads, and the
+    count is restored afterwards."""
+    from threadpoolctl import threadpool_limits
+
+    import core.machine
+
+    make_bundle(tmp_path)
+    clf = PaperClassifier.load(tmp_path, with_embedder=False)
+    head = clf.heads["category"]
+    seen: list[set[int]] = []
+    original = head.predict_proba
+    monkeypatch.setattr(
+        head, "predict_proba", lambda X: (seen.append(_blas_threads()), original(X))[1]
+    )
+    monkeypatch.setattr(core.machine, "SERIAL_BLAS_ROWS", 30)
+    X = np.concatenate([synthetic(10, seed=4)[0]] * 6)[:rows]
+    if not _blas_threads():
+        pytest.skip("no BLAS library loaded by numpy here")
+    with threadpool_limits(limits=2, user_api="blas"):
+        clf.score_embeddings(X)
+        assert _blas_threads() == {2}
+    assert seen == [{1}] if rows <= 30 else seen == [{2}]
