@@ -282,6 +282,19 @@ def table(report: dict[str, Any]) -> str:
         ("model alone", f"{split['predict_papers_per_s']:.1f} papers/s", "predict_texts"),
         ("  embedding alone", f"{split['embed_papers_per_s']:.1f} papers/s", "embed"),
         ("  heads alone", f"{split['heads_papers_per_s']:.0f} papers/s", "predict_embeddings"),
+    ]
+    overlap = split.get("overlap")
+    if overlap:
+        rows.append(
+            (
+                f"  {overlap['concurrent_batches']} batches at once / 1",
+                f"{overlap['overlapped_over_one_at_a_time']}",
+                f"{overlap['overlapped_papers_per_s']:.1f} vs "
+                f"{overlap['one_at_a_time_papers_per_s']:.1f} papers/s, groups of "
+                f"{overlap['group']} batches alternating (as the worker overlaps them)",
+            )
+        )
+    rows += [
         (
             "bare worker (no Kafka)",
             " / ".join(f"{r:.1f}" for r in bare) + " papers/s",

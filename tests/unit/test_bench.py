@@ -105,6 +105,13 @@ def test_report_and_table() -> None:
         "embed_papers_per_s": 27.8,
         "heads_s": 0.4,
         "heads_papers_per_s": 1000.0,
+        "overlap": {
+            "concurrent_batches": 2,
+            "group": 6,
+            "one_at_a_time_papers_per_s": 25.0,
+            "overlapped_papers_per_s": 26.5,
+            "overlapped_over_one_at_a_time": 1.06,
+        },
     }
     pipeline = {"end_to_end_papers_per_s": 20.0, "single_paper_latencies_s": [0.25]}
     model = BenchModel(
@@ -120,6 +127,7 @@ def test_report_and_table() -> None:
     text = table(report)
     assert "median 1.0 (min 1.0, max 1.0)" in text and "p99 0.25 s" in text
     assert "25.0 / 15.0 papers/s" in text
+    assert "2 batches at once / 1" in text and "26.5 vs 25.0 papers/s" in text
 
 
 def test_cli_defaults() -> None:
