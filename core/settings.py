@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     cpu_threads: int | None = None
     """CPU threads of this process's embedder. Unset: every core it may use; ``up --workers
     N`` gives each worker cores / N so that N workers share the cores instead of fighting."""
+    concurrent_batches: int | None = Field(default=None, ge=1)
+    """Batches a worker classifies at once. Unset: the model's own, 2 on OpenVINO (its
+    streams take both) and 1 on torch (its threads already take every core)."""
     batch_within_s: float = 2.0
     """Longest wait to fill a batch, from its first paper."""
     batch_idle_s: float = 0.1

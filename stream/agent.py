@@ -322,12 +322,12 @@ def register_classifier(
 
     @app.agent(papers_topic, name="classify-papers")
     async def classify(stream: faust.StreamT[Any]) -> None:
-        """Up to the model's ``concurrent_batches`` batches are classified at once (OpenVINO's
-        streams take both; torch runs one), and batch k is stored and sent while later ones
-        are embedded. Batches are finished one at a time, in batch order, and each is acked
-        only when its own ``finish`` is done. A classified batch never waits for the next
-        one to fill: while the stream is quiet, the oldest batch is finished as soon as its
-        model call returns (a lone paper goes at once)."""
+        """Up to ``concurrent_batches`` batches are classified at once (the setting, else the
+        model's own: 2 on OpenVINO, whose streams take both, 1 on torch), and batch k is
+        stored and sent while later ones are embedded. Batches are finished one at a time,
+        in batch order, and each is acked only when its own ``finish`` is done. A classified
+        batch never waits for the next one to fill: while the stream is quiet, the oldest
+        batch is finished as soon as its model call returns (a lone paper goes at once)."""
         loop = asyncio.get_running_loop()
         classifying: deque[tuple[Batch, asyncio.Future[BatchResult], str, float]] = deque()
         writing: asyncio.Future[None] | None = None
@@ -364,7 +364,8 @@ def register_classifier(
                 metrics.BATCH_SIZE.observe(len(messages))
                 classified = loop.run_in_executor(None, classify_timed, messages, model)
                 classifying.append((batch, classified, model.version, started))
-                while len(classifying) >= max(1, getattr(model, "concurrent_batches", 1)):
+                at_once = settings.concurrent_batches or getattr(model, "concurrent_batches", 1)
+                while len(classifying) >= at_once:
                     await finish_oldest()
         finally:
             if upcoming is not None and not upcoming.done():
