@@ -83,6 +83,14 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, StorageError | OSError | TimeoutError | ConnectionError)
 
 
+def batches_at_once(settings: Settings, model: object) -> int:
+    """``ARXIV_STREAM_CONCURRENT_BATCHES`` if set, else what the model says it takes (a
+    model that says nothing: one)."""
+    if settings.concurrent_batches is not None:
+        return settings.concurrent_batches
+    return max(1, int(getattr(model, "concurrent_batches", 1)))
+
+
 def label_key(paper: ClassifiedPaper) -> LabelKey:
     return (paper.arxiv_id, paper.version, paper.model_version)
 
@@ -364,8 +372,7 @@ def register_classifier(
                 metrics.BATCH_SIZE.observe(len(messages))
                 classified = loop.run_in_executor(None, classify_timed, messages, model)
                 classifying.append((batch, classified, model.version, started))
-                at_once = settings.concurrent_batches or getattr(model, "concurrent_batches", 1)
-                while len(classifying) >= at_once:
+                while len(classifying) >= batches_at_once(settings, model):
                     await finish_oldest()
         finally:
             if upcoming is not None and not upcoming.done():

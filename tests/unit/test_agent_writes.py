@@ -173,3 +173,19 @@ def test_transient_and_permanent_errors_are_told_apart() -> None:
     assert agent.is_transient(ConnectionRefusedError())
     assert agent.is_transient(TimeoutError())
     assert not agent.is_transient(ValueError("value out of int32 range"))
+
+
+def test_batches_at_once_follow_the_setting_then_the_model() -> None:
+    from types import SimpleNamespace
+
+    from pydantic import ValidationError
+
+    from core.settings import Settings
+
+    unset = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert agent.batches_at_once(unset, SimpleNamespace(concurrent_batches=2)) == 2
+    assert agent.batches_at_once(unset, object()) == 1  # a model that says nothing
+    one = Settings(_env_file=None, concurrent_batches=1)  # type: ignore[call-arg]
+    assert agent.batches_at_once(one, SimpleNamespace(concurrent_batches=2)) == 1
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, concurrent_batches=0)  # type: ignore[call-arg]
