@@ -9,10 +9,6 @@ The two ways alternate batch by batch (and which goes first alternates too), so 
 machine whose load drifts both see the same conditions and the share stays comparable.
 ``predict_again`` times the baseline once more after the pipeline ran: if the two
 baselines disagree, the machine was not idle and the ratios are not to be trusted.
-
-The overlap measurement: groups of ``OVERLAP_GROUP`` batches, each group run both ways, which
-goes first alternating: one ``predict_texts`` call at a time, and the model's
-``concurrent_batches`` calls in flight, as the stream worker runs them (stream.agent).
 """
 
 from __future__ import annotations
@@ -20,15 +16,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
-from bench.common import batches, rate, ratio
+from bench.common import batches, rate
 from bench.cpu import CpuMeter, postgres_pids
 from core.clock import utc_now
 from core.schemas import Paper, encode
@@ -39,9 +33,6 @@ from stream.pipeline import RawMessage, classify_batch
 
 TOP_K = 5
 """The worker's default ``ARXIV_STREAM_TOP_K``: predictions carry the same top-k."""
-OVERLAP_GROUP = 6
-"""Batches per group in the overlap measurement: a group run overlapped still ends with one
-batch alone, so the measurement shows (GROUP - 1) / GROUP of the stream's gain."""
 
 
 class BareInference:
@@ -79,7 +70,6 @@ class BareInference:
             if not i % 2:
                 predict_s += self._predict(chunk)
 
-        serial_s, overlapped_s = self._overlap(chunks)
         n = len(texts)
         assert classifier.embedder is not None  # loaded with its embedder above
         return {
@@ -96,45 +86,7 @@ class BareInference:
             "embed_papers_per_s": round(rate(n, embed_s), 2),
             "heads_s": round(heads_s, 3),
             "heads_papers_per_s": round(rate(n, heads_s), 2),
-            "overlap": {
-                "concurrent_batches": classifier.concurrent_batches,
-                "group": OVERLAP_GROUP,
-                "one_at_a_time_papers_per_s": round(rate(n, serial_s), 2),
-                "overlapped_papers_per_s": round(rate(n, overlapped_s), 2),
-                "overlapped_over_one_at_a_time": ratio(serial_s, overlapped_s),
-            },
         }
-
-    def _overlap(self, chunks: Sequence[Sequence[str]]) -> tuple[float, float]:
-        """Seconds over ``chunks`` one call at a time, and with ``concurrent_batches``
-        calls in flight (finished in order, as the worker finishes them)."""
-        depth = self.classifier.concurrent_batches
-        serial_s = overlapped_s = 0.0
-        with ThreadPoolExecutor(max_workers=depth) as pool:
-
-            def one_at_a_time(group: Sequence[Sequence[str]]) -> float:
-                return sum(self._predict(chunk) for chunk in group)
-
-            def overlapped(group: Sequence[Sequence[str]]) -> float:
-                start = time.perf_counter()
-                flying: deque[Future[Any]] = deque()
-                for chunk in group:
-                    flying.append(pool.submit(self.classifier.predict_texts, chunk, top_k=TOP_K))
-                    while len(flying) >= depth:
-                        flying.popleft().result()
-                for future in flying:
-                    future.result()
-                return time.perf_counter() - start
-
-            for g, first in enumerate(range(0, len(chunks), OVERLAP_GROUP)):
-                group = chunks[first : first + OVERLAP_GROUP]
-                if g % 2:
-                    overlapped_s += overlapped(group)
-                    serial_s += one_at_a_time(group)
-                else:
-                    serial_s += one_at_a_time(group)
-                    overlapped_s += overlapped(group)
-        return serial_s, overlapped_s
 
     def predict_again(self, texts: Sequence[str]) -> float:
         """papers/s of the baseline alone (``predict_texts`` per batch), already warm."""

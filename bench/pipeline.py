@@ -67,6 +67,7 @@ def run_pipeline(
     batch_size: int,
     device: str,
     timeout_s: float,
+    overrides: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start everything under ``work``, push ``papers`` through, then ``singles`` one at a
     time (latency), stop everything. ``workers`` worker processes share the cores as
@@ -89,6 +90,7 @@ def run_pipeline(
         "log_level": "INFO",
         "worker_metrics_port": "0",
         "cpu_threads": str(max(1, available_cpus() // workers)),
+        **(overrides or {}),  # settings of the worker (e.g. concurrent_batches)
     }
     with EmbeddedPostgres(work / "pgdata") as pg:
         migrate.upgrade(pg.url)

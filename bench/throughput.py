@@ -12,7 +12,10 @@ one run, interleaved so that load swings on a shared machine cancel.
    + one worker subprocess, timed from the ingester until all N labels are in PostgreSQL
    and on the classified topic, then K single papers one at a time for latency), then the
    baseline again. Round i's ratio is its pipeline rate over the mean of the baselines on
-   either side of it; the report gives the median and the spread over the rounds;
+   either side of it; the report gives the median and the spread over the rounds. With
+   ``--one-at-a-time`` (default) each round also runs the pipeline once more with the
+   worker classifying one batch at a time (``ARXIV_STREAM_CONCURRENT_BATCHES=1``), just
+   before or after the default one (alternating): what overlapping batches gains;
 4. a JSON report (machine, model, every measurement, the summary) and a table on stdout.
 
 Without ``--model-dir`` a logreg model is trained first from the real Kaggle-format sample
@@ -80,6 +83,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="pipeline rounds")
     parser.add_argument(
         "--workers", type=int, default=2, help="also run each round with N workers (1: not)"
+    )
+    parser.add_argument(
+        "--one-at-a-time",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run each round with the worker classifying one batch at a time "
+        "(ARXIV_STREAM_CONCURRENT_BATCHES=1) against its default",
     )
     parser.add_argument(
         "--singles", type=int, default=30, help="single papers per round, for latency"
@@ -220,6 +230,7 @@ def build_report(
     machine_info: dict[str, Any],
     scaled: Sequence[dict[str, Any]] = (),
     bare_cpu: Sequence[dict[str, float]] = (),
+    one_at_a_time: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The JSON document: inputs, every round's measurements, and their summary. ``scaled``:
     the same rounds with N workers on the same cores, held to that round's single worker."""
@@ -249,6 +260,10 @@ def build_report(
         },
         "cpu_per_paper": cpu_per_paper(bare_cpu, pipelines, split["papers"]),
         "bare_worker_cpu_s": list(bare_cpu),
+        "one_at_a_time_rounds": list(one_at_a_time),
+        "one_at_a_time_summary": summarize_overlap(pipelines, one_at_a_time)
+        if one_at_a_time
+        else None,
         "workers_rounds": list(scaled),
         "workers_summary": summarize_workers(pipelines, scaled) if scaled else None,
     }
@@ -273,6 +288,24 @@ def summarize_workers(
     }
 
 
+def summarize_overlap(
+    default: Sequence[dict[str, Any]], one_at_a_time: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """The worker as it runs (its model's ``concurrent_batches``) against the same worker
+    classifying one batch at a time, round by round (each pair ran back to back)."""
+    ratios = [
+        ratio(d["end_to_end_papers_per_s"], one["end_to_end_papers_per_s"])
+        for d, one in zip(default, one_at_a_time, strict=True)
+    ]
+    known = [r for r in ratios if r is not None]
+    return {
+        "default_over_one_at_a_time": ratios,
+        "median": round(statistics.median(known), 3) if known else None,
+        "min": min(known) if known else None,
+        "max": max(known) if known else None,
+    }
+
+
 def table(report: dict[str, Any]) -> str:
     split, summary = report["model_alone"], report["summary"]
     bare = report["bare_worker_papers_per_s"]
@@ -282,19 +315,6 @@ def table(report: dict[str, Any]) -> str:
         ("model alone", f"{split['predict_papers_per_s']:.1f} papers/s", "predict_texts"),
         ("  embedding alone", f"{split['embed_papers_per_s']:.1f} papers/s", "embed"),
         ("  heads alone", f"{split['heads_papers_per_s']:.0f} papers/s", "predict_embeddings"),
-    ]
-    overlap = split.get("overlap")
-    if overlap:
-        rows.append(
-            (
-                f"  {overlap['concurrent_batches']} batches at once / 1",
-                f"{overlap['overlapped_over_one_at_a_time']}",
-                f"{overlap['overlapped_papers_per_s']:.1f} vs "
-                f"{overlap['one_at_a_time_papers_per_s']:.1f} papers/s, groups of "
-                f"{overlap['group']} batches alternating (as the worker overlaps them)",
-            )
-        )
-    rows += [
         (
             "bare worker (no Kafka)",
             " / ".join(f"{r:.1f}" for r in bare) + " papers/s",
@@ -327,6 +347,15 @@ def table(report: dict[str, Any]) -> str:
                 + ", ".join(f"{k} {v}" for k, v in cpu["pipeline_ms"].items())
                 + "; bare ms "
                 + ", ".join(f"{k} {v}" for k, v in cpu["bare_worker_ms"].items()),
+            )
+        )
+    overlap = report.get("one_at_a_time_summary")
+    if overlap:
+        rows.append(
+            (
+                "pipeline / one batch at a time",
+                f"median {overlap['median']} (min {overlap['min']}, max {overlap['max']})",
+                "the worker's default against ARXIV_STREAM_CONCURRENT_BATCHES=1",
             )
         )
     workers = report.get("workers_summary")
@@ -371,7 +400,26 @@ def main(argv: list[str] | None = None) -> int:
             bare_cpu = [bare.last_cpu]
             pipelines: list[dict[str, Any]] = []
             scaled: list[dict[str, Any]] = []
+            serial: list[dict[str, Any]] = []
+
+            def one_at_a_time(round_: int) -> None:
+                say(f"round {round_}/{args.rounds}: pipeline, one batch at a time")
+                serial.append(
+                    run_pipeline(
+                        model,
+                        papers,
+                        warmup,
+                        work=work / f"round-{round_}-serial",
+                        batch_size=args.batch_size,
+                        device=args.device,
+                        timeout_s=args.timeout,
+                        overrides={"concurrent_batches": "1"},
+                    )
+                )
+
             for round_ in range(1, args.rounds + 1):
+                if args.one_at_a_time and round_ % 2 == 0:  # which goes first alternates
+                    one_at_a_time(round_)
                 say(f"round {round_}/{args.rounds}: pipeline (PostgreSQL + Tansu + a worker)")
                 pipelines.append(
                     run_pipeline(
@@ -385,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                         timeout_s=args.timeout,
                     )
                 )
+                if args.one_at_a_time and round_ % 2 == 1:
+                    one_at_a_time(round_)
                 if args.workers > 1:
                     say(f"round {round_}/{args.rounds}: pipeline with {args.workers} workers")
                     scaled.append(
@@ -407,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
             say(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    report = build_report(split, bare_rates, pipelines, model, machine_info, scaled, bare_cpu)
+    report = build_report(
+        split, bare_rates, pipelines, model, machine_info, scaled, bare_cpu, serial
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     m = report["machine"]

@@ -75,9 +75,10 @@ class OpenVINOEngine:
 
     concurrent_calls = 2
     """Calls worth running at once (``run`` is thread-safe: each call has its own queue of
-    requests). The streams take the requests of both, so while one call's last micro-batch
-    runs, the next call's first one fills the other stream instead of leaving it idle
-    (``bench.throughput`` measures the model alone both ways: model_alone.overlapped)."""
+    requests, and the streams take the requests of both). The model alone gains nothing
+    from it here; the stream worker does: while one batch ends on one stream and the event
+    loop stores and sends, the next batch keeps the other core busy (``bench.throughput``
+    measures the worker both ways each run: "pipeline / one batch at a time")."""
 
     def __init__(self, model: Any, precision: str, *, threads: int) -> None:
         import openvino as ov

@@ -13,6 +13,7 @@ from bench.throughput import (
     build_report,
     parse_args,
     percentile,
+    summarize_overlap,
     summarize_rounds,
     summarize_workers,
     table,
@@ -105,13 +106,6 @@ def test_report_and_table() -> None:
         "embed_papers_per_s": 27.8,
         "heads_s": 0.4,
         "heads_papers_per_s": 1000.0,
-        "overlap": {
-            "concurrent_batches": 2,
-            "group": 6,
-            "one_at_a_time_papers_per_s": 25.0,
-            "overlapped_papers_per_s": 26.5,
-            "overlapped_over_one_at_a_time": 1.06,
-        },
     }
     pipeline = {"end_to_end_papers_per_s": 20.0, "single_paper_latencies_s": [0.25]}
     model = BenchModel(
@@ -120,14 +114,17 @@ def test_report_and_table() -> None:
         embedder_id="e@fp32",
         metrics={"test": {"domain": {"accuracy": 0.9}}},
     )
-    report = build_report(split, [25.0, 15.0], [pipeline], model, {"cpu_model": "x"})
+    serial = [{"end_to_end_papers_per_s": 16.0}]
+    report = build_report(
+        split, [25.0, 15.0], [pipeline], model, {"cpu_model": "x"}, one_at_a_time=serial
+    )
     assert report["summary"]["median"] == 1.0
     assert report["summary"]["embedding_share_of_model"] == 0.9
     assert report["model"]["test_domain_accuracy"] == 0.9
     text = table(report)
     assert "median 1.0 (min 1.0, max 1.0)" in text and "p99 0.25 s" in text
     assert "25.0 / 15.0 papers/s" in text
-    assert "2 batches at once / 1" in text and "26.5 vs 25.0 papers/s" in text
+    assert "pipeline / one batch at a time" in text and "median 1.25" in text
 
 
 def test_cli_defaults() -> None:
@@ -147,6 +144,17 @@ def test_n_workers_are_held_to_the_single_worker_of_the_same_round() -> None:
     assert summary["n_workers_over_one"] == [0.95, 1.1]
     assert (summary["median"], summary["min"], summary["max"]) == (1.025, 0.95, 1.1)
     assert summary["classified_messages_twice"] == [0, 3] and summary["workers"] == 2
+
+
+def test_overlap_is_held_to_one_batch_at_a_time_in_the_same_round() -> None:
+    default = [{"end_to_end_papers_per_s": 21.0}, {"end_to_end_papers_per_s": 18.0}]
+    serial = [{"end_to_end_papers_per_s": 20.0}, {"end_to_end_papers_per_s": 20.0}]
+    summary = summarize_overlap(default, serial)
+    assert summary["default_over_one_at_a_time"] == [1.05, 0.9]
+    assert (summary["median"], summary["min"], summary["max"]) == (0.975, 0.9, 1.05)
+    with pytest.raises(ValueError):  # rounds pair up one to one
+        summarize_overlap(default, serial[:1])
+    assert parse_args([]).one_at_a_time and not parse_args(["--no-one-at-a-time"]).one_at_a_time
 
 
 def test_retrain_bench_draws_new_papers_by_hash_and_reports_shares(tmp_path: Path) -> None:
