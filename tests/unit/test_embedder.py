@@ -226,3 +226,18 @@ def test_bf16_bundles_are_served_in_fp32_where_bf16_is_slower(
     monkeypatch.setattr(classifier, "cpu_has_native_bf16", lambda: True)
     assert classifier.serving_variant("ov-bf16", "cpu", "m1") == "ov-bf16"
     assert classifier.serving_variant("ov-bf16", "cuda", "m1") == "fp32"
+
+
+def test_openvino_is_found_without_being_imported() -> None:
+    """A retrain whose texts are all cached asks which variant serves a bundle; answering
+    must not import openvino (~0.17 s)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, sys\n"
+        "from models.embedder import openvino_available\n"
+        "assert openvino_available() == (importlib.util.find_spec('openvino') is not None)\n"
+        "assert 'openvino' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
