@@ -53,15 +53,17 @@ _serial_blas = _SerialBlas()
 
 
 def serial_blas(rows: int) -> contextlib.AbstractContextManager[Any]:
-    """Within it, BLAS (numpy's and scipy's OpenBLAS) runs on one thread, where ``rows``
-    (the rows of the products to come) is at most ``SERIAL_BLAS_ROWS``; else as it was.
+    """Within it, BLAS runs on one thread where ``rows`` (the rows of the batch being
+    scored) is at most ``SERIAL_BLAS_ROWS``; else as it was. The libraries are those loaded
+    when it is first used: numpy's OpenBLAS, and scipy's once scikit-learn has loaded it.
 
     Why: after a threaded call OpenBLAS keeps its helper threads busy-waiting for the next
     one. Beside the embedder, whose own threads have every core, that spin took a core:
     ~10% of the embedder's CPU time in a profile of ``predict_texts`` over the real feed
-    (batches of 64, 2 cores, 2026-12-02), for products of a few million multiply-adds that
-    a second thread does not speed up. Large products (an evaluation over a test split)
-    keep their threads: nothing else runs beside them.
+    (batches of 64, 2 cores, 2026-12-02). A second BLAS thread only helps when a core is
+    free, which beside the embedder it is not (even for a kNN blend's product with its
+    memory, ~0.5 G multiply-adds per 64 rows). Large batches (an evaluation over a test
+    split) keep their threads: nothing else runs beside them.
     """
     if rows > SERIAL_BLAS_ROWS:
         return contextlib.nullcontext()

@@ -104,8 +104,9 @@ class Settings(BaseSettings):
     """CPU threads of this process's embedder. Unset: every core it may use; ``up --workers
     N`` gives each worker cores / N so that N workers share the cores instead of fighting."""
     concurrent_batches: int | None = Field(default=None, ge=1)
-    """Batches a worker classifies at once. Unset: the model's own, 2 on OpenVINO (its
-    streams take both) and 1 on torch (its threads already take every core)."""
+    """At most this many batches in a worker's model at once. Unset: the model's own, 2 on
+    OpenVINO (its streams take both) and 1 on torch (its threads already take every core);
+    a value only lowers that (1: one batch at a time)."""
     batch_within_s: float = 2.0
     """Longest wait to fill a batch, from its first paper."""
     batch_idle_s: float = 0.1

@@ -26,12 +26,11 @@ batch's last micro-batch. Steps 3-4 run one batch at a time, in batch order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -84,11 +83,30 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def batches_at_once(settings: Settings, model: object) -> int:
-    """``ARXIV_STREAM_CONCURRENT_BATCHES`` if set, else what the model says it takes (a
-    model that says nothing: one)."""
-    if settings.concurrent_batches is not None:
-        return settings.concurrent_batches
-    return max(1, int(getattr(model, "concurrent_batches", 1)))
+    """What the model says it takes at once (one if it says nothing: a fine-tuned encoder's
+    tokenizer, for one, is not safe from two threads), lowered to
+    ``ARXIV_STREAM_CONCURRENT_BATCHES`` where that is set."""
+    own = max(1, int(getattr(model, "concurrent_batches", 1)))
+    wanted = settings.concurrent_batches
+    return own if wanted is None else min(own, wanted)
+
+
+async def stop_reading(
+    upcoming: asyncio.Future[Any] | None, source: AsyncGenerator[Any, None]
+) -> None:
+    """Stop the agent's reading: cancel a pending next batch and close the batch generator
+    (its pump stops). A failure of the stream met here is logged, not raised over the
+    error that ended the agent (if any)."""
+    if upcoming is not None:
+        if not upcoming.done():
+            upcoming.cancel()
+            await asyncio.wait([upcoming])
+        if not upcoming.cancelled():
+            upcoming.exception()  # retrieved: raised in the loop already, or not the cause
+    try:
+        await source.aclose()
+    except Exception as exc:
+        log.warning("the paper stream failed as it closed: %s", exc)
 
 
 def label_key(paper: ClassifiedPaper) -> LabelKey:
@@ -330,44 +348,59 @@ def register_classifier(
 
     @app.agent(papers_topic, name="classify-papers")
     async def classify(stream: faust.StreamT[Any]) -> None:
-        """Up to ``concurrent_batches`` batches are classified at once (the setting, else the
-        model's own: 2 on OpenVINO, whose streams take both, 1 on torch), and batch k is
-        stored and sent while later ones are embedded. Batches are finished one at a time,
-        in batch order, and each is acked only when its own ``finish`` is done. A classified
-        batch never waits for the next one to fill: while the stream is quiet, the oldest
-        batch is finished as soon as its model call returns (a lone paper goes at once)."""
+        """Up to ``batches_at_once`` batches are classified at once (2 with OpenVINO, whose
+        streams take both; 1 on torch), and batch k is stored and sent while later ones are
+        embedded. Batches are finished one at a time, in batch order, and each is acked only
+        when its own ``finish`` is done. A classified batch never waits for the next one to
+        fill, nor for a promoted model to load: the oldest batch is finished as soon as its
+        model call returns (a lone paper goes at once)."""
         loop = asyncio.get_running_loop()
         classifying: deque[tuple[Batch, asyncio.Future[BatchResult], str, float]] = deque()
         writing: asyncio.Future[None] | None = None
 
         async def finish_oldest() -> None:
+            """Schedule the oldest batch's ``finish`` once its model call and the batch
+            before it are done. It leaves the queue only then, so a batch whose call failed
+            or was cut short stays at the head and no later batch is acked past it
+            (at-least-once). Shielded: cancelling the agent cancels neither the model call
+            nor a ``finish`` under way, and the exit below waits for both."""
             nonlocal writing
-            batch, classified, version, started = classifying.popleft()
-            result = await classified
+            batch, classified, version, started = classifying[0]
+            result = await asyncio.shield(classified)
             if writing is not None:
-                await writing  # batch k is safe before batch k+1 is written
+                await asyncio.shield(writing)  # batch k is safe before batch k+1 is written
+            classifying.popleft()
             writing = asyncio.ensure_future(finish(batch, result, version, started))
 
         source = batches(
             stream, max_=settings.batch_size, within_s=settings.batch_within_s,
             idle_s=settings.batch_idle_s,
         )  # fmt: skip
-        upcoming: asyncio.Future[Batch | None] | None = None
+
+        async def next_batch() -> tuple[Batch, Classifier, float] | None:
+            """The next batch and the model for it (a promotion loads here, while the
+            batches before it are finished), or None when the stream ends."""
+            batch = await anext(source, None)
+            if batch is None:
+                return None
+            started = time.perf_counter()
+            return batch, await holder.current(), started
+
+        upcoming: asyncio.Future[tuple[Batch, Classifier, float] | None] | None = None
         try:
             while True:
-                upcoming = asyncio.ensure_future(anext(source, None))
+                upcoming = asyncio.ensure_future(next_batch())
                 while classifying and not upcoming.done():
                     oldest = classifying[0][1]
                     either: list[asyncio.Future[Any]] = [upcoming, oldest]
                     await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
                     if oldest.done():
                         await finish_oldest()
-                batch = await upcoming
-                if batch is None:
+                got = await upcoming
+                if got is None:
                     break
-                started = time.perf_counter()
+                batch, model, started = got
                 messages = [RawMessage(_as_text(e.key), _as_bytes(e.value)) for e in batch.events]
-                model = await holder.current()
                 metrics.MODEL.info({"version": model.version})
                 metrics.BATCH_SIZE.observe(len(messages))
                 classified = loop.run_in_executor(None, classify_timed, messages, model)
@@ -375,14 +408,12 @@ def register_classifier(
                 while len(classifying) >= batches_at_once(settings, model):
                     await finish_oldest()
         finally:
-            if upcoming is not None and not upcoming.done():
-                upcoming.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await upcoming
-            await source.aclose()  # stops its pump
-            while classifying:  # classified already: store and send them, in order
-                await finish_oldest()
-            if writing is not None:
-                await writing
+            await stop_reading(upcoming, source)
+            try:
+                while classifying:  # classified already: store and send them, in order
+                    await finish_oldest()
+            finally:
+                if writing is not None:
+                    await asyncio.shield(writing)
 
     return classify

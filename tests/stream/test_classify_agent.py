@@ -15,6 +15,7 @@ a real Faust agent and model holder between an in-memory broker, database and mo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 
@@ -232,8 +233,8 @@ async def test_two_batches_in_the_model_at_once_are_still_stored_and_sent_in_ord
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With ``concurrent_batches = 2`` (OpenVINO) the second batch's model call runs while
-    the first one's is still going, and may return first: the first batch is still written,
-    sent and acked before the second."""
+    the first one's is still going, and may return first: the first batch is still written
+    and sent before the second."""
     second_returned = threading.Event()
     waited: list[bool] = []
 
@@ -274,6 +275,32 @@ async def test_a_lone_paper_goes_at_once_when_batches_overlap(
         await run.put(message(paper(IDS[0])))
         await run.batches(1)
         assert [c.arxiv_id for _, c in run.classified()] == IDS[:1]
-        await run.put(*(message(paper(i)) for i in IDS[1:4]))
+        await run.put(message(paper(IDS[1])))
         await run.batches(2)
-        assert [c.arxiv_id for _, c in run.classified()] == IDS[:4]
+        assert [c.arxiv_id for _, c in run.classified()] == IDS[:2]
+
+
+async def test_batches_in_the_model_when_the_agent_stops_are_finished_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The agent stops (a rebalance, a shutdown) while the first batch is still in the model
+    and the second is done: both are written and sent, the first one first. Neither is
+    dropped, and the second is never acked past an unfinished first."""
+    release = threading.Event()
+
+    def first_is_slow(registry: Registry) -> None:
+        if len(registry.calls) == 1:
+            release.wait(timeout=5.0)
+
+    registry = Registry(promoted="m1", during_predict=first_is_slow, concurrent_batches=2)
+    first, second = IDS[0:3], IDS[3:6]
+    async with running_classifier(monkeypatch, batch_size=3, registry=registry) as run:
+        await run.put(*(message(paper(i)) for i in first + second))
+        for _ in range(1000):  # until both batches are in the model
+            if len(registry.calls) == 2:
+                break
+            await asyncio.sleep(0.005)
+        assert len(registry.calls) == 2 and run.db.label_writes == []
+        threading.Timer(0.2, release.set).start()  # the first returns while the agent stops
+    assert run.db.label_writes == [[(i, 1, "m1") for i in ids] for ids in (first, second)]
+    assert [c.arxiv_id for _, c in run.classified()] == first + second

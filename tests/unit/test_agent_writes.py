@@ -175,17 +175,21 @@ def test_transient_and_permanent_errors_are_told_apart() -> None:
     assert not agent.is_transient(ValueError("value out of int32 range"))
 
 
-def test_batches_at_once_follow_the_setting_then_the_model() -> None:
+def test_batches_at_once_are_the_models_lowered_by_the_setting() -> None:
     from types import SimpleNamespace
 
     from pydantic import ValidationError
 
     from core.settings import Settings
 
+    openvino, says_nothing = SimpleNamespace(concurrent_batches=2), object()
     unset = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert agent.batches_at_once(unset, SimpleNamespace(concurrent_batches=2)) == 2
-    assert agent.batches_at_once(unset, object()) == 1  # a model that says nothing
+    assert agent.batches_at_once(unset, openvino) == 2
+    assert agent.batches_at_once(unset, says_nothing) == 1  # e.g. a fine-tuned encoder
     one = Settings(_env_file=None, concurrent_batches=1)  # type: ignore[call-arg]
-    assert agent.batches_at_once(one, SimpleNamespace(concurrent_batches=2)) == 1
+    assert agent.batches_at_once(one, openvino) == 1
+    three = Settings(_env_file=None, concurrent_batches=3)  # type: ignore[call-arg]
+    assert agent.batches_at_once(three, openvino) == 2  # the setting only lowers it
+    assert agent.batches_at_once(three, says_nothing) == 1
     with pytest.raises(ValidationError):
         Settings(_env_file=None, concurrent_batches=0)  # type: ignore[call-arg]
