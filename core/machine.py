@@ -58,9 +58,10 @@ def serial_blas(rows: int) -> contextlib.AbstractContextManager[Any]:
     when it is first used: numpy's OpenBLAS, and scipy's once scikit-learn has loaded it.
 
     Why: after a threaded call OpenBLAS keeps its helper threads busy-waiting for the next
-    one. Beside the embedder, whose own threads have every core, that spin took a core:
-    ~10% of the embedder's CPU time in a profile of ``predict_texts`` over the real feed
-    (batches of 64, 2 cores, 2026-12-02). A second BLAS thread only helps when a core is
+    one. Beside the embedder, whose own threads have every core, that spin took CPU the
+    embedder needed: 5-8% of the embedder's CPU time in per-thread profiles of
+    ``predict_texts`` and of the bare worker over the real feed (batches of 64, 2 cores,
+    2026-12-02). A second BLAS thread only helps when a core is
     free, which beside the embedder it is not (even for a kNN blend's product with its
     memory, ~0.5 G multiply-adds per 64 rows). Large batches (an evaluation over a test
     split) keep their threads: nothing else runs beside them.
