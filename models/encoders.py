@@ -75,10 +75,11 @@ class OpenVINOEngine:
 
     concurrent_calls = 2
     """Calls worth running at once (``run`` is thread-safe: each call has its own queue of
-    requests, and the streams take the requests of both). The model alone gains nothing
-    from it here; the stream worker does: while one batch ends on one stream and the event
-    loop stores and sends, the next batch keeps the other core busy (``bench.throughput``
-    measures the worker both ways each run: "pipeline / one batch at a time")."""
+    requests, and the streams take the requests of both). What it is for: in the stream
+    worker, while one batch ends on one stream and the event loop stores and sends, the
+    next batch keeps the other core busy (``bench.throughput`` measures the worker both ways
+    each run: "pipeline / one batch at a time"). Calls made one after the other, as in a
+    training run, have no such gap to fill."""
 
     def __init__(self, model: Any, precision: str, *, threads: int) -> None:
         import openvino as ov
