@@ -55,7 +55,7 @@ from db import migrate
 from db.embedded import EmbeddedPostgres
 from ingest.rss import parse_rss
 from ingest.snapshot import read_snapshot
-from models.bundle import read_config
+from models.bundle import read_config, read_metrics
 
 DEFAULT_OUT = Path("bench/results/throughput.json")
 
@@ -147,9 +147,7 @@ def prepare_model(args: argparse.Namespace, shared: Path, work: Path) -> BenchMo
     # The worker loads <models_dir>/<promoted version>: the directory name must be it.
     if model_dir.name != config.version:
         raise SystemExit(f"{model_dir}: directory name differs from version {config.version}")
-    metrics_file = model_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    return BenchModel(model_dir.parent, config.version, config.model_id, metrics)
+    return BenchModel(model_dir.parent, config.version, config.model_id, read_metrics(model_dir))
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -161,6 +159,26 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def spread(ratios: Sequence[float | None]) -> dict[str, float | None]:
+    """Median (3 places), min and max of the known per-round ratios (None: none known)."""
+    known = [r for r in ratios if r is not None]
+    return {
+        "median": round(statistics.median(known), 3) if known else None,
+        "min": min(known) if known else None,
+        "max": max(known) if known else None,
+    }
+
+
+def paired_ratios(
+    numerators: Sequence[dict[str, Any]], denominators: Sequence[dict[str, Any]]
+) -> list[float | None]:
+    """Round by round, one pipeline's rate over the other's (each pair ran back to back)."""
+    return [
+        ratio(n["end_to_end_papers_per_s"], d["end_to_end_papers_per_s"])
+        for n, d in zip(numerators, denominators, strict=True)
+    ]
 
 
 def summarize_rounds(
@@ -176,7 +194,6 @@ def summarize_rounds(
         ratio(p["end_to_end_papers_per_s"], (bare_rates[i] + bare_rates[i + 1]) / 2)
         for i, p in enumerate(pipelines)
     ]
-    known = [r for r in ratios if r is not None]
     latencies = [x for p in pipelines for x in p.get("single_paper_latencies_s", [])]
 
     def rounded(value: float | None, places: int = 3) -> float | None:
@@ -184,9 +201,7 @@ def summarize_rounds(
 
     return {
         "pipeline_over_bare_worker": ratios,
-        "median": rounded(statistics.median(known)) if known else None,
-        "min": min(known) if known else None,
-        "max": max(known) if known else None,
+        **spread(ratios),
         "latency_s": {
             "singles": len(latencies),
             "p50": rounded(percentile(latencies, 0.50)),
@@ -273,17 +288,11 @@ def summarize_workers(
     single: Sequence[dict[str, Any]], scaled: Sequence[dict[str, Any]]
 ) -> dict[str, Any]:
     """N workers against one, round by round (each pair ran back to back)."""
-    ratios = [
-        ratio(n["end_to_end_papers_per_s"], one["end_to_end_papers_per_s"])
-        for one, n in zip(single, scaled, strict=True)
-    ]
-    known = [r for r in ratios if r is not None]
+    ratios = paired_ratios(scaled, single)
     return {
         "workers": scaled[0]["workers"],
         "n_workers_over_one": ratios,
-        "median": round(statistics.median(known), 3) if known else None,
-        "min": min(known) if known else None,
-        "max": max(known) if known else None,
+        **spread(ratios),
         "classified_messages_twice": [n.get("classified_messages_twice") for n in scaled],
     }
 
@@ -293,17 +302,8 @@ def summarize_overlap(
 ) -> dict[str, Any]:
     """The worker as it runs (its model's ``concurrent_batches``) against the same worker
     classifying one batch at a time, round by round (each pair ran back to back)."""
-    ratios = [
-        ratio(d["end_to_end_papers_per_s"], one["end_to_end_papers_per_s"])
-        for d, one in zip(default, one_at_a_time, strict=True)
-    ]
-    known = [r for r in ratios if r is not None]
-    return {
-        "default_over_one_at_a_time": ratios,
-        "median": round(statistics.median(known), 3) if known else None,
-        "min": min(known) if known else None,
-        "max": max(known) if known else None,
-    }
+    ratios = paired_ratios(default, one_at_a_time)
+    return {"default_over_one_at_a_time": ratios, **spread(ratios)}
 
 
 def table(report: dict[str, Any]) -> str:
