@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from aiokafka.errors import KafkaConnectionError
 
 from core.errors import ArxivStreamError
-from core.settings import Settings, load_settings
+from core.settings import Settings, describe_settings_error, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
     except Exception as exc:  # pydantic's message names the bad variable
-        print(f"arxiv-stream: bad configuration: {exc}", file=sys.stderr)
+        print(f"arxiv-stream: bad configuration: {describe_settings_error(exc)}", file=sys.stderr)
         return 2
     _configure_logging(args.log_level or settings.log_level)
     handler: Handler = args.handler

@@ -163,6 +163,25 @@ class Settings(BaseSettings):
         return self.database_url.get_secret_value() if self.database_url else None
 
 
+def describe_settings_error(exc: Exception) -> str:
+    """One line for a configuration pydantic refused: each bad variable by its environment
+    name, what was wrong and the value given (pydantic's own message spans lines and ends
+    with a link per error)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        info = Settings.model_fields.get(field)
+        name = (info.alias if info and info.alias else f"ARXIV_STREAM_{field}").upper()
+        secret = info is not None and "Secret" in str(info.annotation)
+        given = "" if secret else f" (got {error.get('input')!r})"  # a URL may hold a password
+        parts.append(f"{name}: {error['msg']}{given}")
+    return "; ".join(parts)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment once; tests pass overrides instead of patching os.environ."""
     return Settings(**overrides)  # type: ignore[arg-type]

@@ -118,6 +118,30 @@ def test_settings_reject_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
+def test_a_refused_setting_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from core.settings import describe_settings_error
+
+    monkeypatch.setenv("ARXIV_STREAM_CONCURRENT_BATCHES", "0")
+    monkeypatch.setenv("ARXIV_STREAM_BATCH_SIZE", "many")
+    with pytest.raises(ValidationError) as refused:
+        load_settings()
+    line = describe_settings_error(refused.value)
+    assert "\n" not in line
+    assert "ARXIV_STREAM_CONCURRENT_BATCHES: Input should be greater than or equal to 1" in line
+    assert "ARXIV_STREAM_BATCH_SIZE:" in line and "(got 'many')" in line
+    monkeypatch.delenv("ARXIV_STREAM_CONCURRENT_BATCHES")
+    monkeypatch.delenv("ARXIV_STREAM_BATCH_SIZE")
+    with pytest.raises(ValidationError) as secret:  # a refused secret is never echoed
+        load_settings(database_url=["postgresql://u:hunter2@db/x"])
+    line = describe_settings_error(secret.value)
+    assert "DATABASE_URL" in line and "hunter2" not in line
+    assert describe_settings_error(OSError("disk full\nmore")) == "disk full"
+
+
 def test_paper_round_trip_and_poison() -> None:
     paper = Paper(
         arxiv_id="oai:arXiv.org:hep-th/9901001v3",
